@@ -1,0 +1,57 @@
+# One place for every command: the README, .ci/run and the GitHub workflows
+# all call these targets.
+#
+#   make html    set up .venv if needed, then build the site into _build/html
+#   make test    set up, then lint, package tests, docs build (-n -W), browser tests
+#   make serve   serve _build/html on http://127.0.0.1:8000
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Set to a PyTorch wheel index (for example its CPU-only index) to install
+# torch from there instead of the default index.
+TORCH_INDEX_URL ?=
+SPHINXOPTS ?=
+SPHINXBUILD = $(BIN)/sphinx-build -b html -c . -d _build/doctrees docs _build/html
+PORT ?= 8000
+
+.PHONY: setup html html-strict test test-package test-site lint serve clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/torch.txt requirements/dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) -r requirements/torch.txt
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+html: setup
+	$(SPHINXBUILD) $(SPHINXOPTS)
+
+# The build as the tests run it: nitpicky, every warning an error.
+html-strict: setup
+	$(SPHINXBUILD) -n -W --keep-going $(SPHINXOPTS)
+
+lint: setup
+	$(BIN)/ruff check src tests conf.py
+	$(BIN)/ruff format --check src tests conf.py
+	$(BIN)/mypy
+
+test-package: setup
+	$(BIN)/python -m pytest -m "not site"
+
+test-site: setup
+	$(BIN)/python -m pytest -m site
+
+test: lint test-package html-strict test-site
+
+serve:
+	$(BIN)/python -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+clean:
+	rm -rf _build docs/api

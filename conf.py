@@ -1,0 +1,195 @@
+"""Sphinx configuration for the attention textbook.
+
+Build with ``make html`` (see the Makefile): sources in ``docs/``, this file
+at the root, output in ``_build/html``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+SRC = ROOT / "src"
+BUILD = ROOT / "_build"
+
+# The chapters must execute the package that sits next to this file, not some
+# other installed copy: the kernel inherits this environment.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(SRC), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
+sys.path.insert(0, str(SRC))
+
+from attention import __version__  # noqa: E402  (needs the path set above)
+
+# -- Project ------------------------------------------------------------------
+
+project = "Attention, from scratch"
+author = "The attention-from-scratch authors"
+copyright = "2026, the attention-from-scratch authors"  # noqa: A001  (Sphinx's name)
+version = release = __version__
+language = "en"
+
+extensions = [
+    "myst_nb",
+    "autodoc2",
+    "sphinx.ext.intersphinx",
+    "sphinx_copybutton",
+    "sphinx_design",
+    "sphinxcontrib.bibtex",
+]
+
+# Paths below resolve against docs/ (exclude_patterns, autodoc2) or against
+# this file's folder (bibtex, static files, templates, favicon).
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "README.md"]
+nitpicky = True
+
+# -- MyST and notebook execution --------------------------------------------
+
+myst_enable_extensions = ["amsmath", "colon_fence", "deflist", "dollarmath", "substitution"]
+myst_heading_anchors = 3
+
+
+def _execution_cache() -> Path:
+    """A cache folder named by everything that can change a chapter's outputs.
+
+    The execution cache keys a page only on its own code cells, so an edit to
+    ``src/`` alone would leave every page showing outputs of the old code.
+    Naming the folder by a hash of the package source and of the numeric
+    libraries' versions means any such edit lands in a fresh folder (and the
+    changed ``nb_execution_cache_path`` makes Sphinx re-read every page).
+    Reverting an edit finds its old folder again; all but the newest few
+    folders are pruned.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in SRC.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(SRC).as_posix().encode())
+        digest.update(path.read_bytes())
+    for dist in ("torch", "numpy", "matplotlib", "ipykernel"):
+        try:
+            digest.update(f"{dist}=={importlib.metadata.version(dist)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{dist} missing".encode())
+    caches = BUILD / ".jupyter_cache"
+    folder = caches / digest.hexdigest()[:16]
+    if caches.is_dir():
+        others = sorted(
+            (p for p in caches.iterdir() if p.is_dir() and p != folder),
+            key=lambda p: p.stat().st_mtime,
+        )
+        for old in others[:-3]:
+            shutil.rmtree(old, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.touch()  # newest first when pruning
+    return folder
+
+
+nb_execution_mode = "cache"
+nb_execution_cache_path = str(_execution_cache())
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+
+# -- API reference (sphinx-autodoc2) ------------------------------------------
+
+autodoc2_packages = [{"path": "../src/attention", "auto_mode": True}]
+autodoc2_render_plugin = "myst"
+autodoc2_output_dir = "api"
+autodoc2_hidden_objects = ["private", "inherited", "dunder"]
+autodoc2_module_all_regexes = [r"attention"]
+autodoc2_docstring_parser_regexes = [(r".*", "myst")]
+autodoc2_docstrings = "all"
+
+
+def _deny_torch_analysis() -> None:
+    """Keep astroid from analysing torch itself (seconds per build, and torch's
+    own docstrings would appear on our methods)."""
+    from astroid.manager import AstroidManager
+
+    AstroidManager().module_denylist.update({"torch", "matplotlib", "numpy"})
+
+
+_deny_torch_analysis()
+
+# -- Cross-references -------------------------------------------------------
+
+# Inventories need the network: fetched in GitHub Actions (ATTENTION_INTERSPHINX=1),
+# skipped offline, where references into these projects stay plain text.
+if os.environ.get("ATTENTION_INTERSPHINX") == "1":
+    intersphinx_mapping = {
+        "python": ("https://docs.python.org/3", None),
+        "torch": ("https://docs.pytorch.org/docs/stable", None),
+    }
+else:
+    intersphinx_mapping = {}
+nitpick_ignore_regex = [
+    # Objects of other libraries, resolved only when intersphinx is on.
+    ("py:.*", r"(torch|matplotlib|numpy|collections\.abc|typing)(\..*)?"),
+    ("py:.*", r"(Tensor|Figure|Sequence|Literal|Impl|nn\.Module)"),
+    # Type aliases and built-ins written bare in annotations.
+    ("py:.*", r"(int|float|bool|str|object|None|tuple|list)"),
+]
+
+bibtex_bibfiles = ["docs/references.bib"]
+bibtex_default_style = "alpha"
+bibtex_reference_style = "author_year"
+
+# -- HTML ---------------------------------------------------------------------
+
+html_theme = "sphinx_book_theme"
+html_title = "Attention, from scratch"
+html_static_path = ["docs/_static"]
+html_favicon = "docs/_static/favicon.svg"
+html_last_updated_fmt = None
+html_copy_source = False
+html_show_sourcelink = False
+html_context = {
+    # The theme otherwise leaves data-mode empty on a first visit and logs
+    # "Got invalid theme mode" to the console.
+    "default_mode": "auto",
+}
+html_theme_options: dict[str, Any] = {
+    "use_download_button": True,
+    "use_fullscreen_button": False,
+    "home_page_in_toc": True,
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "launch_buttons": {},
+}
+
+# MathJax from the site itself, never from a CDN: the files come from the
+# pinned sphinx-mathjax-offline wheel (MathJax 3.2.2), copied by _copy_mathjax.
+# MathJax finds its fonts and extensions next to tex-chtml.js.
+mathjax_path = "mathjax/tex-chtml.js"
+MATHJAX_FILES = ("tex-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2")
+
+
+def _mathjax_source() -> Path:
+    dist = importlib.metadata.distribution("sphinx-mathjax-offline")
+    init = next(f for f in dist.files or () if f.name == "__init__.py")
+    return Path(str(dist.locate_file(init))).parent / "static" / "mathjax"
+
+
+def _copy_mathjax(app: Any, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    source = _mathjax_source()
+    target = Path(app.outdir) / "_static" / "mathjax"
+    for name in MATHJAX_FILES:
+        src, dst = source / name, target / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)
+
+
+def setup(app: Any) -> None:
+    """Copy the local MathJax into the built site."""
+    app.connect("build-finished", _copy_mathjax)
