@@ -1,0 +1,34 @@
+"""Shared fixtures and Hypothesis settings for the package tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import settings
+
+from attention import toy_inputs
+
+# Torch's first call of an op can take far longer than later ones; a deadline
+# would turn that warm-up into flaky failures.
+settings.register_profile("attention", deadline=None, max_examples=40, print_blob=True)
+settings.load_profile("attention")
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture
+def inputs() -> torch.Tensor:
+    """The six-token running example, (T, d_in) = (6, 3)."""
+    return toy_inputs()
+
+
+@pytest.fixture
+def batch() -> torch.Tensor:
+    """The book's batch: the running example twice, (B, T, d_in) = (2, 6, 3)."""
+    return torch.stack((toy_inputs(), toy_inputs()))
+
+
+def random_tensor(seed: int, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A reproducible standard-normal tensor, independent of the global RNG."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=dtype)

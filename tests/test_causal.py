@@ -1,0 +1,107 @@
+"""Chapter 5: causal masking reproduces the book's numbers, both ways."""
+
+from __future__ import annotations
+
+import torch
+
+from attention import CausalAttention, SelfAttentionV2, causal_mask, masked_softmax
+
+BOOK = 1e-4
+
+# SelfAttentionV2 weights with seed 789, before masking.
+UNMASKED = [
+    [0.1921, 0.1646, 0.1652, 0.1550, 0.1721, 0.1510],
+    [0.2041, 0.1659, 0.1662, 0.1496, 0.1665, 0.1477],
+    [0.2036, 0.1659, 0.1662, 0.1498, 0.1664, 0.1480],
+    [0.1869, 0.1667, 0.1668, 0.1571, 0.1661, 0.1564],
+    [0.1830, 0.1669, 0.1670, 0.1588, 0.1658, 0.1585],
+    [0.1935, 0.1663, 0.1666, 0.1542, 0.1666, 0.1529],
+]
+# Zeroed and renormalised, and equally -inf before the softmax.
+MASKED = [
+    [1.0000, 0.0000, 0.0000, 0.0000, 0.0000, 0.0000],
+    [0.5517, 0.4483, 0.0000, 0.0000, 0.0000, 0.0000],
+    [0.3800, 0.3097, 0.3103, 0.0000, 0.0000, 0.0000],
+    [0.2758, 0.2460, 0.2462, 0.2319, 0.0000, 0.0000],
+    [0.2175, 0.1983, 0.1984, 0.1888, 0.1971, 0.0000],
+    [0.1935, 0.1663, 0.1666, 0.1542, 0.1666, 0.1529],
+]
+# CausalAttention(3, 2, 6, 0.0) with seed 123 on the batch of two copies.
+CAUSAL_SEED_123 = [
+    [-0.4519, 0.2216],
+    [-0.5874, 0.0058],
+    [-0.6300, -0.0632],
+    [-0.5675, -0.0843],
+    [-0.5526, -0.0981],
+    [-0.5299, -0.1081],
+]
+
+
+def _close(actual, expected) -> bool:
+    return torch.allclose(actual, torch.tensor(expected), atol=BOOK, rtol=0)
+
+
+def test_masking_the_v2_weights_both_ways(inputs):
+    torch.manual_seed(789)
+    sa_v2 = SelfAttentionV2(3, 2)
+    _, weights = sa_v2(inputs, return_weights=True)
+    assert _close(weights, UNMASKED)
+
+    keep = torch.tril(torch.ones(6, 6))
+    zeroed = weights * keep
+    renormalised = zeroed / zeroed.sum(dim=-1, keepdim=True)
+    assert _close(renormalised, MASKED)
+
+    scores = sa_v2.W_query(inputs) @ sa_v2.W_key(inputs).T
+    via_inf = masked_softmax(scores / 2**0.5, causal_mask(6))
+    assert _close(via_inf, MASKED)
+    assert torch.allclose(via_inf, renormalised, atol=1e-6)
+
+
+def test_causal_attention_seed_123(batch):
+    torch.manual_seed(123)
+    out = CausalAttention(3, 2, 6, 0.0)(batch)
+    assert out.shape == (2, 6, 2)
+    assert _close(out[0], CAUSAL_SEED_123)
+    assert _close(out[1], CAUSAL_SEED_123)
+
+
+def test_modules_created_in_the_books_order():
+    layer = CausalAttention(3, 2, 6, 0.1)
+    assert [name for name, _ in layer.named_children()] == ["W_query", "W_key", "W_value", "dropout"]
+    assert [name for name, _ in layer.named_buffers()] == ["mask"]
+    assert torch.equal(layer.mask, torch.triu(torch.ones(6, 6), diagonal=1))
+
+
+def test_shorter_sequences_use_a_slice_of_the_mask(batch):
+    torch.manual_seed(123)
+    layer = CausalAttention(3, 2, 6, 0.0)
+    full = layer(batch)
+    assert torch.allclose(layer(batch[:, :4]), full[:, :4], atol=1e-6)
+
+
+def test_why_not_zero(inputs):
+    """Filling blocked scores with 0 instead of -inf still gives them weight."""
+    scores = inputs @ inputs.T
+    mask = causal_mask(6)
+    with_zero = torch.softmax(scores.masked_fill(mask, 0.0), dim=-1)
+    assert (with_zero.masked_select(mask) > 0).all()
+    assert (masked_softmax(scores, mask).masked_select(mask) == 0).all()
+
+
+def test_fully_masked_row_is_zero_not_nan():
+    scores = torch.rand(3, 3)
+    blocked = torch.tensor([[True, True, True], [False, True, True], [False, False, False]])
+    weights = masked_softmax(scores, blocked)
+    assert torch.equal(weights[0], torch.zeros(3))
+    assert not weights.isnan().any()
+    plain = torch.softmax(scores.masked_fill(blocked, -torch.inf), dim=-1)
+    assert plain[0].isnan().all()  # what the masked softmax protects against
+
+
+def test_causal_mask_polarity():
+    mask = causal_mask(4)
+    assert mask.dtype == torch.bool
+    assert not mask.diagonal().any()  # a token sees itself
+    assert mask[0, 3] and not mask[3, 0]  # True = blocked: the past cannot see the future
+    assert causal_mask(0).shape == (0, 0)

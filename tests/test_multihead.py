@@ -1,0 +1,84 @@
+"""Chapter 8: multi-head attention reproduces the book's numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attention import CausalAttention, MultiHeadAttention, MultiHeadAttentionWrapper
+
+BOOK = 1e-4
+
+# MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2), seed 123.
+WRAPPER_SEED_123 = [
+    [-0.4519, 0.2216, 0.4772, 0.1063],
+    [-0.5874, 0.0058, 0.5891, 0.3257],
+    [-0.6300, -0.0632, 0.6202, 0.3860],
+    [-0.5675, -0.0843, 0.5478, 0.3589],
+    [-0.5526, -0.0981, 0.5321, 0.3428],
+    [-0.5299, -0.1081, 0.5077, 0.3493],
+]
+# MultiHeadAttention(3, 2, 6, 0.0, num_heads=2), seed 123.
+MHA_SEED_123 = [
+    [0.3190, 0.4858],
+    [0.2943, 0.3897],
+    [0.2856, 0.3593],
+    [0.2693, 0.3873],
+    [0.2639, 0.3928],
+    [0.2575, 0.4028],
+]
+
+
+def _close(actual, expected) -> bool:
+    return torch.allclose(actual, torch.tensor(expected), atol=BOOK, rtol=0)
+
+
+def test_wrapper_seed_123(batch):
+    torch.manual_seed(123)
+    out = MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2)(batch)
+    assert out.shape == (2, 6, 4)
+    assert _close(out[0], WRAPPER_SEED_123)
+    assert _close(out[1], WRAPPER_SEED_123)
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_multihead_seed_123(batch, impl):
+    torch.manual_seed(123)
+    out = MultiHeadAttention(3, 2, 6, 0.0, num_heads=2, impl=impl)(batch)
+    assert out.shape == (2, 6, 2)
+    assert _close(out[0], MHA_SEED_123)
+    assert _close(out[1], MHA_SEED_123)
+
+
+def test_gpt2_sized_layer_has_2_360_064_parameters():
+    layer = MultiHeadAttention(768, 768, 1024, 0.0, num_heads=12)
+    assert sum(p.numel() for p in layer.parameters()) == 2_360_064
+    assert layer.head_dim == 64
+
+
+def test_modules_created_in_the_books_order():
+    layer = MultiHeadAttention(6, 6, 4, 0.1, num_heads=3)
+    assert [name for name, _ in layer.named_children()] == [
+        "W_query", "W_key", "W_value", "out_proj", "dropout",
+    ]
+    assert layer.out_proj.bias is not None
+    assert layer.W_query.bias is None
+
+
+def test_wrapper_returns_every_heads_weights(batch):
+    torch.manual_seed(123)
+    wrapper = MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=3)
+    context, weights = wrapper(batch, return_weights=True)
+    assert weights.shape == (2, 3, 6, 6)
+    for h, head in enumerate(wrapper.heads):
+        assert isinstance(head, CausalAttention)
+        head_context, head_weights = head(batch, return_weights=True)
+        assert torch.equal(weights[:, h], head_weights)
+        assert torch.equal(context[..., 2 * h : 2 * h + 2], head_context)
+
+
+def test_multihead_weights_are_causal_per_head(batch):
+    torch.manual_seed(0)
+    _, weights = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)(batch, return_weights=True)
+    assert weights.shape == (2, 2, 6, 6)
+    assert (weights.triu(diagonal=1) == 0).all()

@@ -1,0 +1,290 @@
+"""Invariants that must hold for any shape: property tests with Hypothesis."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from attention import (
+    CausalAttention,
+    MultiHeadAttention,
+    MultiHeadAttentionWrapper,
+    SelfAttentionV1,
+    SelfAttentionV2,
+    causal_mask,
+    masked_softmax,
+    simple_self_attention,
+)
+from tests.conftest import CUDA, random_tensor
+
+seeds = st.integers(0, 2**31 - 1)
+batches = st.integers(1, 3)
+tokens = st.integers(1, 8)
+widths = st.integers(1, 6)
+heads = st.integers(1, 4)
+
+
+def _mha(seed, d_in, head_dim, num_heads, context_length, dropout=0.0, impl="manual"):
+    torch.manual_seed(seed)
+    return MultiHeadAttention(
+        d_in, head_dim * num_heads, context_length, dropout, num_heads, qkv_bias=True, impl=impl
+    ).eval()
+
+
+def _layers(seed, d_in, d_out, context_length):
+    """One of every causal layer, freshly seeded, in eval mode."""
+    torch.manual_seed(seed)
+    yield CausalAttention(d_in, d_out, context_length, 0.0).eval()
+    yield MultiHeadAttentionWrapper(d_in, d_out, context_length, 0.0, num_heads=2).eval()
+    yield _mha(seed, d_in, d_out, 2, context_length)
+    yield _mha(seed, d_in, d_out, 2, context_length, impl="sdpa")
+
+
+@given(seed=seeds, b=batches, t=tokens, d_in=widths, d_out=widths)
+def test_weight_rows_sum_to_one(seed, b, t, d_in, d_out):
+    x = random_tensor(seed, b, t, d_in)
+    torch.manual_seed(seed)
+    layers = [
+        SelfAttentionV1(d_in, d_out),
+        SelfAttentionV2(d_in, d_out),
+        CausalAttention(d_in, d_out, t, 0.0),
+        MultiHeadAttentionWrapper(d_in, d_out, t, 0.0, num_heads=2),
+        MultiHeadAttention(d_in, 2 * d_out, t, 0.0, num_heads=2),
+    ]
+    for layer in layers:
+        _, weights = layer.eval()(x, return_weights=True)
+        assert torch.allclose(weights.sum(dim=-1), torch.ones(weights.shape[:-1]), atol=1e-5)
+        assert (weights >= 0).all()
+    _, weights = simple_self_attention(x, return_weights=True)
+    assert torch.allclose(weights.sum(dim=-1), torch.ones(b, t), atol=1e-5)
+
+
+@given(seed=seeds, b=batches, t=st.integers(2, 8), d_in=widths, d_out=widths, data=st.data())
+def test_causality(seed, b, t, d_in, d_out, data):
+    """Changing the tokens after position p never changes any output at or before p."""
+    p = data.draw(st.integers(0, t - 2), label="p")
+    x = random_tensor(seed, b, t, d_in)
+    changed = x.clone()
+    changed[:, p + 1 :] = random_tensor(seed + 1, b, t - p - 1, d_in)
+    for layer in _layers(seed, d_in, d_out, t):
+        before, after = layer(x), layer(changed)
+        assert torch.allclose(before[:, : p + 1], after[:, : p + 1], atol=1e-6)
+        assert not torch.allclose(before[:, p + 1 :], after[:, p + 1 :])
+
+
+@given(seed=seeds, b=batches, t=tokens)
+def test_minus_infinity_equals_zero_and_renormalise(seed, b, t):
+    scores = random_tensor(seed, b, t, t) * 3
+    mask = causal_mask(t)
+    via_inf = masked_softmax(scores, mask)
+    zeroed = torch.softmax(scores, dim=-1).masked_fill(mask, 0.0)
+    renormalised = zeroed / zeroed.sum(dim=-1, keepdim=True)
+    assert torch.allclose(via_inf, renormalised, atol=1e-6)
+    assert (via_inf.masked_select(mask) == 0).all()
+
+
+@given(seed=seeds, t=tokens, d_in=widths, d_out=widths, num_heads=heads)
+def test_wrapper_head_zero_is_a_causal_attention_from_the_same_seed(seed, t, d_in, d_out, num_heads):
+    x = random_tensor(seed, 2, t, d_in)
+    torch.manual_seed(seed)
+    wrapper = MultiHeadAttentionWrapper(d_in, d_out, t, 0.0, num_heads=num_heads)
+    torch.manual_seed(seed)
+    single = CausalAttention(d_in, d_out, t, 0.0)
+    assert torch.equal(wrapper(x)[..., :d_out], single(x))
+    assert wrapper(x).shape == (2, t, num_heads * d_out)
+
+
+def _copy_into_torch_mha(mha: MultiHeadAttention) -> torch.nn.MultiheadAttention:
+    """nn.MultiheadAttention with our weights; it needs d_in == d_out for self-attention."""
+    ref = torch.nn.MultiheadAttention(mha.d_out, mha.num_heads, bias=True, batch_first=True)
+    with torch.no_grad():
+        # Its Q, K, V projections are one packed (3C, C) matrix, stacked in that order.
+        ref.in_proj_weight.copy_(torch.cat([mha.W_query.weight, mha.W_key.weight, mha.W_value.weight]))
+        ref.in_proj_bias.copy_(torch.cat([mha.W_query.bias, mha.W_key.bias, mha.W_value.bias]))
+        ref.out_proj.weight.copy_(mha.out_proj.weight)
+        ref.out_proj.bias.copy_(mha.out_proj.bias)
+    return ref.eval()
+
+
+@given(seed=seeds, b=batches, t=tokens, head_dim=widths, num_heads=heads)
+def test_equals_torch_multihead_attention(seed, b, t, head_dim, num_heads):
+    width = head_dim * num_heads
+    mha = _mha(seed, width, head_dim, num_heads, context_length=8)
+    ref = _copy_into_torch_mha(mha)
+    x = random_tensor(seed, b, t, width)
+    # nn.MultiheadAttention's boolean attn_mask: True = blocked, as ours.
+    expected, ref_weights = ref(x, x, x, attn_mask=causal_mask(t), need_weights=True,
+                                average_attn_weights=False)
+    out, weights = mha(x, return_weights=True)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(weights, ref_weights, atol=1e-5)
+
+
+@given(seed=seeds, b=batches, t=tokens, d_in=widths, head_dim=widths, num_heads=heads)
+def test_equals_functional_sdpa_and_the_sdpa_impl(seed, b, t, d_in, head_dim, num_heads):
+    mha = _mha(seed, d_in, head_dim, num_heads, context_length=8)
+    x = random_tensor(seed, b, t, d_in)
+    out = mha(x)
+
+    def split(t_):  # (B, T, C) -> (B, H, T, D)
+        return t_.view(b, t, num_heads, head_dim).transpose(1, 2)
+
+    q, k, v = split(mha.W_query(x)), split(mha.W_key(x)), split(mha.W_value(x))
+    # F.scaled_dot_product_attention's boolean mask: True = MAY attend, the opposite.
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=~causal_mask(t))
+    expected = mha.out_proj(context.transpose(1, 2).reshape(b, t, num_heads * head_dim))
+    assert torch.allclose(out, expected, atol=1e-5)
+
+    wrong_polarity = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(t))
+    if t > 1:  # with our mask passed as-is, every token sees only the future
+        assert not torch.allclose(context, wrong_polarity.nan_to_num(), atol=1e-5)
+
+    mha.impl = "sdpa"
+    assert torch.allclose(mha(x), out, atol=1e-5)
+
+
+@given(seed=seeds, b=batches, t=st.integers(2, 8), d_in=widths, head_dim=widths)
+def test_padding_mask_agrees_between_impls_and_never_gives_nan(seed, b, t, d_in, head_dim):
+    mha = _mha(seed, d_in, head_dim, 2, context_length=8)
+    x = random_tensor(seed, b, t, d_in)
+    padding = torch.zeros(b, t, dtype=torch.bool)
+    padding[:, 0] = True  # left padding: query 0 can see only padding
+    out, weights = mha(x, padding_mask=padding, return_weights=True)
+    assert not out.isnan().any()
+    assert (weights[:, :, 0] == 0).all()  # the fully masked row is zeros
+    assert (weights[:, :, 1:, 0] == 0).all()  # nobody attends to the padding
+    assert torch.allclose(weights[:, :, 1:].sum(-1), torch.ones(b, 2, t - 1), atol=1e-5)
+    mha.impl = "sdpa"
+    assert torch.allclose(mha(x, padding_mask=padding), out, atol=1e-5)
+
+
+@given(seed=seeds, p=st.sampled_from([0.1, 0.5, 0.8]))
+def test_dropout_keeps_zero_or_scaled_weights(seed, p):
+    torch.manual_seed(seed)
+    layer = CausalAttention(3, 4, 6, p)
+    x = random_tensor(seed, 2, 6, 3)
+    _, clean = layer.eval()(x, return_weights=True)
+    layer.train()
+    _, dropped = layer(x, return_weights=True)
+    kept = dropped != 0
+    assert torch.allclose(dropped[kept], (clean / (1 - p))[kept], atol=1e-6)
+    assert torch.equal(layer.eval()(x), layer.eval()(x))  # eval: no randomness
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout_row_sums_average_one(p):
+    torch.manual_seed(0)
+    layer = CausalAttention(3, 4, 6, p).train()
+    x = random_tensor(0, 1, 6, 3).expand(4000, 6, 3)
+    _, weights = layer(x, return_weights=True)
+    sums = weights.sum(dim=-1)  # (draws, T)
+    assert sums.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert sums.std().item() > 0.1  # single rows really do stray from 1
+    assert (sums[:, 0] == 0).any() and (sums[:, 0] == 1 / (1 - p)).any()
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_eval_mode_turns_dropout_off(impl, batch):
+    torch.manual_seed(1)
+    mha = MultiHeadAttention(3, 4, 6, 0.5, num_heads=2, impl=impl)
+    torch.manual_seed(1)
+    no_dropout = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl=impl)
+    assert torch.equal(mha.eval()(batch), no_dropout(batch))
+    assert not torch.equal(mha.train()(batch), no_dropout(batch))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SelfAttentionV1(3, 4),
+        lambda: SelfAttentionV2(3, 4, qkv_bias=True),
+        lambda: CausalAttention(3, 4, 6, 0.1),
+        lambda: MultiHeadAttentionWrapper(3, 4, 6, 0.1, num_heads=2),
+        lambda: MultiHeadAttention(3, 4, 6, 0.1, num_heads=2),
+    ],
+)
+def test_state_dict_round_trip(make, batch):
+    torch.manual_seed(5)
+    source = make().eval()
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    torch.manual_seed(6)
+    target = make().eval()
+    assert not torch.equal(source(batch), target(batch))
+    target.load_state_dict(torch.load(buffer, weights_only=True))
+    assert torch.equal(source(batch), target(batch))
+
+
+def test_mask_is_a_buffer_not_a_parameter():
+    layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
+    assert "mask" in layer.state_dict()
+    assert all(name != "mask" for name, _ in layer.named_parameters())
+    assert not layer.mask.requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_other_dtypes(dtype, batch):
+    torch.manual_seed(123)
+    reference = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
+    expected = reference(batch)
+    for impl in ("manual", "sdpa"):
+        layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl=impl)
+        layer.load_state_dict(reference.state_dict())
+        out = layer.to(dtype)(batch.to(dtype))
+        assert out.dtype == dtype
+        tolerance = 1e-6 if dtype == torch.float64 else 3e-2
+        assert torch.allclose(out.float(), expected, atol=tolerance)
+
+
+def test_gradcheck_in_float64():
+    torch.manual_seed(0)
+    x = torch.rand(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    layers = [
+        SelfAttentionV1(3, 2).double(),
+        SelfAttentionV2(3, 2).double(),
+        CausalAttention(3, 2, 5, 0.0).double(),
+        MultiHeadAttentionWrapper(3, 2, 5, 0.0, num_heads=2).double(),
+        MultiHeadAttention(3, 4, 5, 0.0, num_heads=2).double(),
+        MultiHeadAttention(3, 4, 5, 0.0, num_heads=2, impl="sdpa").double(),
+    ]
+    for layer in layers:
+        assert torch.autograd.gradcheck(lambda t, layer=layer: layer(t), (x,))
+
+
+def test_zero_tokens_give_an_empty_result(batch):
+    empty = batch[:, :0]
+    torch.manual_seed(0)
+    assert SelfAttentionV1(3, 2)(empty).shape == (2, 0, 2)
+    assert SelfAttentionV2(3, 2)(empty).shape == (2, 0, 2)
+    assert CausalAttention(3, 2, 6, 0.0)(empty).shape == (2, 0, 2)
+    assert MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=3)(empty).shape == (2, 0, 6)
+    out, weights = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)(empty, return_weights=True)
+    assert out.shape == (2, 0, 4)
+    assert weights.shape == (2, 2, 0, 0)
+    assert MultiHeadAttention(3, 4, 6, 0.0, 2, impl="sdpa")(empty).shape == (2, 0, 4)
+    assert simple_self_attention(empty[0]).shape == (0, 3)
+
+
+@CUDA
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_cuda_matches_cpu(impl, batch):
+    torch.manual_seed(123)
+    layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl=impl).eval()
+    expected = layer(batch)
+    out = layer.to("cuda")(batch.to("cuda"))
+    assert out.device.type == "cuda"
+    assert torch.allclose(out.cpu(), expected, atol=1e-5)
+
+
+@CUDA
+def test_cuda_mask_buffer_follows_to():
+    layer = CausalAttention(3, 2, 6, 0.0).to("cuda")
+    assert layer.mask.device.type == "cuda"
+    with pytest.raises(ValueError, match="x must be on the layer's device"):
+        layer(torch.rand(1, 6, 3))
