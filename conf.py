@@ -24,6 +24,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(SRC), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
 )
 sys.path.insert(0, str(SRC))
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 
 from attention import __version__  # noqa: E402  (needs the path set above)
 
@@ -98,13 +99,22 @@ nb_merge_streams = True
 
 # -- API reference (sphinx-autodoc2) ------------------------------------------
 
+# The package page documents the public API under the names users import
+# (``attention.MultiHeadAttention``, from ``__all__``). Submodules whose
+# contents are all re-exported get no page of their own; attention.viz, which
+# needs matplotlib and is not re-exported, does. docs/api.md is the index.
 autodoc2_packages = [{"path": "../src/attention", "auto_mode": True}]
 autodoc2_render_plugin = "myst"
 autodoc2_output_dir = "api"
+autodoc2_index_template = None
 autodoc2_hidden_objects = ["private", "inherited", "dunder"]
 autodoc2_module_all_regexes = [r"attention"]
-autodoc2_docstring_parser_regexes = [(r".*", "myst")]
-autodoc2_docstrings = "all"
+autodoc2_skip_module_regexes = [
+    r"attention\._checks",
+    r"attention\.(causal|functional|multihead|self_attention|simple|toy)",
+]
+autodoc2_docstring_parser_regexes = [(r".*", "google_docstrings")]
+autodoc2_class_docstring = "both"
 
 
 def _deny_torch_analysis() -> None:
@@ -131,7 +141,9 @@ else:
 nitpick_ignore_regex = [
     # Objects of other libraries, resolved only when intersphinx is on.
     ("py:.*", r"(torch|matplotlib|numpy|collections\.abc|typing)(\..*)?"),
-    ("py:.*", r"(Tensor|Figure|Sequence|Literal|Impl|nn\.Module)"),
+    ("py:.*", r"(Tensor|Figure|Sequence|Literal|nn\.Module)"),
+    # A type alias (Literal["manual", "sdpa"]) that autodoc2 cannot document.
+    ("py:class", r"attention\.multihead\.Impl"),
     # Type aliases and built-ins written bare in annotations.
     ("py:.*", r"(int|float|bool|str|object|None|tuple|list)"),
 ]

@@ -61,7 +61,9 @@ class CausalAttention(nn.Module):
         qkv_bias: Give the three projections a bias. Default: ``False``.
 
     Attributes:
-        W_query, W_key, W_value: ``nn.Linear(d_in, d_out)``, in that order.
+        W_query: ``nn.Linear(d_in, d_out)``.
+        W_key: Likewise, created after ``W_query``.
+        W_value: Likewise, created after ``W_key``.
         dropout: The ``nn.Dropout`` applied to the weights.
         mask: Buffer (context_length, context_length), 1.0 above the diagonal.
 

@@ -119,7 +119,9 @@ class MultiHeadAttention(nn.Module):
             draw different random masks.
 
     Attributes:
-        W_query, W_key, W_value: ``nn.Linear(d_in, d_out)``, in that order.
+        W_query: ``nn.Linear(d_in, d_out)``, all heads' queries at once.
+        W_key: Likewise for keys, created after ``W_query``.
+        W_value: Likewise for values, created after ``W_key``.
         out_proj: ``nn.Linear(d_out, d_out)`` with bias, mixing the heads.
         dropout: The ``nn.Dropout`` on the weights.
         mask: Buffer (context_length, context_length), 1.0 above the diagonal.

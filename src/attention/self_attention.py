@@ -37,9 +37,10 @@ class SelfAttentionV1(nn.Module):
         d_out: Width of queries, keys, values and the output.
 
     Attributes:
-        W_query, W_key, W_value: ``nn.Parameter`` of shape (d_in, d_out),
-            drawn from ``torch.rand`` in that order (so a seed reproduces the
-            book).
+        W_query: ``nn.Parameter`` of shape (d_in, d_out), uniform in [0, 1).
+        W_key: Likewise, drawn after ``W_query`` (the book's order, so that a
+            seed reproduces its numbers).
+        W_value: Likewise, drawn last.
 
     Example:
         >>> import torch
@@ -97,8 +98,9 @@ class SelfAttentionV2(nn.Module):
         qkv_bias: Give the three projections a bias. Default: ``False``.
 
     Attributes:
-        W_query, W_key, W_value: ``nn.Linear(d_in, d_out)``, created in that
-            order; ``W_query.weight`` has shape (d_out, d_in).
+        W_query: ``nn.Linear(d_in, d_out)``; its ``weight`` has shape (d_out, d_in).
+        W_key: Likewise, created after ``W_query``.
+        W_value: Likewise, created last.
 
     Example:
         >>> import torch
