@@ -38,8 +38,8 @@ html-strict: setup
 	$(SPHINXBUILD) -n -W --keep-going $(SPHINXOPTS)
 
 lint: setup
-	$(BIN)/ruff check src tests conf.py
-	$(BIN)/ruff format --check src tests conf.py
+	$(BIN)/ruff check src tests conf.py docs/_ext
+	$(BIN)/ruff format --check src tests conf.py docs/_ext
 	$(BIN)/mypy
 
 test-package: setup

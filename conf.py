@@ -32,7 +32,7 @@ from attention import __version__  # noqa: E402  (needs the path set above)
 
 project = "Attention, from scratch"
 author = "The attention-from-scratch authors"
-copyright = "2026, the attention-from-scratch authors"  # noqa: A001  (Sphinx's name)
+copyright = "2026, the attention-from-scratch authors"
 version = release = __version__
 language = "en"
 
@@ -118,8 +118,11 @@ autodoc2_class_docstring = "both"
 
 
 def _deny_torch_analysis() -> None:
-    """Keep astroid from analysing torch itself (seconds per build, and torch's
-    own docstrings would appear on our methods)."""
+    """Keep astroid out of torch, matplotlib and numpy.
+
+    Analysing torch costs seconds per build, and its docstrings would
+    otherwise appear on the package's methods.
+    """
     from astroid.manager import AstroidManager
 
     AstroidManager().module_denylist.update({"torch", "matplotlib", "numpy"})

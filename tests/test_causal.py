@@ -68,7 +68,12 @@ def test_causal_attention_seed_123(batch):
 
 def test_modules_created_in_the_books_order():
     layer = CausalAttention(3, 2, 6, 0.1)
-    assert [name for name, _ in layer.named_children()] == ["W_query", "W_key", "W_value", "dropout"]
+    assert [name for name, _ in layer.named_children()] == [
+        "W_query",
+        "W_key",
+        "W_value",
+        "dropout",
+    ]
     assert [name for name, _ in layer.named_buffers()] == ["mask"]
     assert torch.equal(layer.mask, torch.triu(torch.ones(6, 6), diagonal=1))
 
@@ -103,5 +108,6 @@ def test_causal_mask_polarity():
     mask = causal_mask(4)
     assert mask.dtype == torch.bool
     assert not mask.diagonal().any()  # a token sees itself
-    assert mask[0, 3] and not mask[3, 0]  # True = blocked: the past cannot see the future
+    assert mask[0, 3]  # True = blocked: token 0 may not see token 3
+    assert not mask[3, 0]  # but token 3 may see token 0
     assert causal_mask(0).shape == (0, 0)

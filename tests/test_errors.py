@@ -63,7 +63,9 @@ def test_wrong_last_dimension(name):
 @pytest.mark.parametrize("name", LAYERS)
 def test_integer_input(name):
     x = torch.ones(2, 6, 3, dtype=torch.int64)
-    with pytest.raises(TypeError, match=r"x must be a floating-point tensor, got dtype torch.int64"):
+    with pytest.raises(
+        TypeError, match=r"x must be a floating-point tensor, got dtype torch.int64"
+    ):
         _layers()[name](x)
 
 
@@ -154,7 +156,9 @@ def test_padding_mask_of_wrong_dtype(name):
 
 @pytest.mark.parametrize("name", BATCHED)
 def test_padding_mask_of_wrong_shape(name):
-    with pytest.raises(ValueError, match=r"padding_mask must have shape \(B, T\) = \(2, 6\), got \(2, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"padding_mask must have shape \(B, T\) = \(2, 6\), got \(2, 5\)"
+    ):
         _layers()[name](torch.rand(2, 6, 3), padding_mask=torch.zeros(2, 5, dtype=torch.bool))
 
 

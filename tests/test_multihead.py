@@ -59,7 +59,11 @@ def test_gpt2_sized_layer_has_2_360_064_parameters():
 def test_modules_created_in_the_books_order():
     layer = MultiHeadAttention(6, 6, 4, 0.1, num_heads=3)
     assert [name for name, _ in layer.named_children()] == [
-        "W_query", "W_key", "W_value", "out_proj", "dropout",
+        "W_query",
+        "W_key",
+        "W_value",
+        "out_proj",
+        "dropout",
     ]
     assert layer.out_proj.bias is not None
     assert layer.W_query.bias is None

@@ -89,7 +89,9 @@ def test_minus_infinity_equals_zero_and_renormalise(seed, b, t):
 
 
 @given(seed=seeds, t=tokens, d_in=widths, d_out=widths, num_heads=heads)
-def test_wrapper_head_zero_is_a_causal_attention_from_the_same_seed(seed, t, d_in, d_out, num_heads):
+def test_wrapper_head_zero_is_a_causal_attention_from_the_same_seed(
+    seed, t, d_in, d_out, num_heads
+):
     x = random_tensor(seed, 2, t, d_in)
     torch.manual_seed(seed)
     wrapper = MultiHeadAttentionWrapper(d_in, d_out, t, 0.0, num_heads=num_heads)
@@ -104,7 +106,9 @@ def _copy_into_torch_mha(mha: MultiHeadAttention) -> torch.nn.MultiheadAttention
     ref = torch.nn.MultiheadAttention(mha.d_out, mha.num_heads, bias=True, batch_first=True)
     with torch.no_grad():
         # Its Q, K, V projections are one packed (3C, C) matrix, stacked in that order.
-        ref.in_proj_weight.copy_(torch.cat([mha.W_query.weight, mha.W_key.weight, mha.W_value.weight]))
+        ref.in_proj_weight.copy_(
+            torch.cat([mha.W_query.weight, mha.W_key.weight, mha.W_value.weight])
+        )
         ref.in_proj_bias.copy_(torch.cat([mha.W_query.bias, mha.W_key.bias, mha.W_value.bias]))
         ref.out_proj.weight.copy_(mha.out_proj.weight)
         ref.out_proj.bias.copy_(mha.out_proj.bias)
@@ -118,8 +122,9 @@ def test_equals_torch_multihead_attention(seed, b, t, head_dim, num_heads):
     ref = _copy_into_torch_mha(mha)
     x = random_tensor(seed, b, t, width)
     # nn.MultiheadAttention's boolean attn_mask: True = blocked, as ours.
-    expected, ref_weights = ref(x, x, x, attn_mask=causal_mask(t), need_weights=True,
-                                average_attn_weights=False)
+    expected, ref_weights = ref(
+        x, x, x, attn_mask=causal_mask(t), need_weights=True, average_attn_weights=False
+    )
     out, weights = mha(x, return_weights=True)
     assert torch.allclose(out, expected, atol=1e-5)
     assert torch.allclose(weights, ref_weights, atol=1e-5)
@@ -185,7 +190,8 @@ def test_dropout_row_sums_average_one(p):
     sums = weights.sum(dim=-1)  # (draws, T)
     assert sums.mean().item() == pytest.approx(1.0, abs=0.02)
     assert sums.std().item() > 0.1  # single rows really do stray from 1
-    assert (sums[:, 0] == 0).any() and (sums[:, 0] == 1 / (1 - p)).any()
+    assert (sums[:, 0] == 0).any()  # the first row has one weight: dropped ...
+    assert (sums[:, 0] == 1 / (1 - p)).any()  # ... or kept and scaled up
 
 
 @pytest.mark.parametrize("impl", ["manual", "sdpa"])

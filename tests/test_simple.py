@@ -92,15 +92,20 @@ def test_sum_normalisation_fails_on_scores_that_cancel():
     assert not weights.isfinite().any()
 
 
-@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 4), cols=st.integers(1, 9),
-       scale=st.floats(0.1, 30.0))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    rows=st.integers(1, 4),
+    cols=st.integers(1, 9),
+    scale=st.floats(0.1, 30.0),
+)
 def test_stable_softmax_equals_torch(seed, rows, cols, scale):
     scores = random_tensor(seed, rows, cols) * scale
     assert torch.allclose(softmax_stable(scores), torch.softmax(scores, dim=-1), atol=1e-6)
 
 
-@given(seed=st.integers(0, 2**31 - 1), b=st.integers(1, 3), t=st.integers(1, 8),
-       d=st.integers(1, 5))
+@given(
+    seed=st.integers(0, 2**31 - 1), b=st.integers(1, 3), t=st.integers(1, 8), d=st.integers(1, 5)
+)
 def test_batched_form_equals_one_sequence_at_a_time(seed, b, t, d):
     x = random_tensor(seed, b, t, d)
     batched = simple_self_attention(x)

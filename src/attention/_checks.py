@@ -113,9 +113,7 @@ def padding_mask(name: str, mask: object, batch: int, tokens: int, device: torch
     if m.dtype != torch.bool:
         raise TypeError(f"{name} must have dtype torch.bool (True = padding), got {m.dtype}")
     if tuple(m.shape) != (batch, tokens):
-        raise ValueError(
-            f"{name} must have shape (B, T) = {(batch, tokens)}, got {tuple(m.shape)}"
-        )
+        raise ValueError(f"{name} must have shape (B, T) = {(batch, tokens)}, got {tuple(m.shape)}")
     if m.device != device:
         raise ValueError(f"{name} must be on device {device}, got {m.device}")
     return m

@@ -97,7 +97,10 @@ class CausalAttention(nn.Module):
 
     @overload
     def forward(
-        self, x: Tensor, *, padding_mask: Tensor | None = None,
+        self,
+        x: Tensor,
+        *,
+        padding_mask: Tensor | None = None,
         return_weights: Literal[False] = False,
     ) -> Tensor: ...
     @overload
@@ -122,8 +125,14 @@ class CausalAttention(nn.Module):
             pair ``(context, weights)``, weights of shape (B, T, T).
         """
         _checks.flag("return_weights", return_weights)
-        x = _checks.layer_input(x, d_in=self.d_in, ranks=(3,), layout=_LAYOUT,
-                                parameter=self.W_query.weight, context_length=self.context_length)
+        x = _checks.layer_input(
+            x,
+            d_in=self.d_in,
+            ranks=(3,),
+            layout=_LAYOUT,
+            parameter=self.W_query.weight,
+            context_length=self.context_length,
+        )
         num_tokens = x.shape[1]
         keys = self.W_key(x)  # (B, T, d_in) -> (B, T, d_out)
         queries = self.W_query(x)  # (B, T, d_out)

@@ -59,12 +59,10 @@ def masked_softmax(scores: Tensor, blocked: Tensor | None) -> Tensor:
     m = _checks.tensor("blocked", blocked)
     if m.dtype != torch.bool:
         raise TypeError(f"blocked must have dtype torch.bool (True = blocked), got {m.dtype}")
-    try:
-        torch.broadcast_shapes(m.shape, s.shape)
-    except RuntimeError:
+    trailing = s.shape[s.dim() - m.dim() :] if m.dim() <= s.dim() else None
+    if trailing is None or any(a not in (1, b) for a, b in zip(m.shape, trailing, strict=True)):
         raise ValueError(
-            f"blocked must broadcast to the scores' shape {tuple(s.shape)}, "
-            f"got {tuple(m.shape)}"
-        ) from None
+            f"blocked must broadcast to the scores' shape {tuple(s.shape)}, got {tuple(m.shape)}"
+        )
     weights = torch.softmax(s.masked_fill(m, -torch.inf), dim=-1)  # (..., T_q, T_k)
     return weights.masked_fill(m.all(dim=-1, keepdim=True), 0.0)

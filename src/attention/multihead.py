@@ -65,12 +65,18 @@ class MultiHeadAttentionWrapper(nn.Module):
         super().__init__()
         self.num_heads = _checks.positive_int("num_heads", num_heads)
         self.heads = nn.ModuleList(
-            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias) for _ in range(num_heads)]
+            [
+                CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)
+                for _ in range(num_heads)
+            ]
         )
 
     @overload
     def forward(
-        self, x: Tensor, *, padding_mask: Tensor | None = None,
+        self,
+        x: Tensor,
+        *,
+        padding_mask: Tensor | None = None,
         return_weights: Literal[False] = False,
     ) -> Tensor: ...
     @overload
@@ -175,7 +181,10 @@ class MultiHeadAttention(nn.Module):
 
     @overload
     def forward(
-        self, x: Tensor, *, padding_mask: Tensor | None = None,
+        self,
+        x: Tensor,
+        *,
+        padding_mask: Tensor | None = None,
         return_weights: Literal[False] = False,
     ) -> Tensor: ...
     @overload
@@ -204,8 +213,14 @@ class MultiHeadAttention(nn.Module):
                 "return_weights=True needs impl='manual'; impl='sdpa' calls "
                 "F.scaled_dot_product_attention, which never forms the weights"
             )
-        x = _checks.layer_input(x, d_in=self.d_in, ranks=(3,), layout=_LAYOUT,
-                                parameter=self.W_query.weight, context_length=self.context_length)
+        x = _checks.layer_input(
+            x,
+            d_in=self.d_in,
+            ranks=(3,),
+            layout=_LAYOUT,
+            parameter=self.W_query.weight,
+            context_length=self.context_length,
+        )
         b, num_tokens, _ = x.shape
         blocked = blocked_positions(self.mask, num_tokens, padding_mask, x)  # (T, T) or (B, T, T)
         if blocked.dim() == 3:
@@ -240,8 +255,12 @@ class MultiHeadAttention(nn.Module):
         p = self.dropout.p if self.training else 0.0
         if not padded:
             # The kernel builds the causal mask itself, which lets it skip work.
-            return F.scaled_dot_product_attention(queries, keys, values, dropout_p=p, is_causal=True)
+            return F.scaled_dot_product_attention(
+                queries, keys, values, dropout_p=p, is_causal=True
+            )
         # SDPA's boolean mask means the opposite of ours: True = may attend.
-        context = F.scaled_dot_product_attention(queries, keys, values, attn_mask=~blocked, dropout_p=p)
+        context = F.scaled_dot_product_attention(
+            queries, keys, values, attn_mask=~blocked, dropout_p=p
+        )
         fully_blocked = blocked.all(dim=-1, keepdim=True)  # (B, 1, T, 1)
         return context.masked_fill(fully_blocked, 0.0)  # (B, H, T, D), zero instead of NaN

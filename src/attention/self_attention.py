@@ -74,12 +74,14 @@ class SelfAttentionV1(nn.Module):
             the pair ``(context, weights)``, weights of shape (..., T, T).
         """
         _checks.flag("return_weights", return_weights)
-        x = _checks.layer_input(x, d_in=self.d_in, ranks=(2, 3), layout=_LAYOUT,
-                                parameter=self.W_query)
+        x = _checks.layer_input(
+            x, d_in=self.d_in, ranks=(2, 3), layout=_LAYOUT, parameter=self.W_query
+        )
         keys = x @ self.W_key  # (..., T, d_in) @ (d_in, d_out) -> (..., T, d_out)
         queries = x @ self.W_query  # (..., T, d_out)
         values = x @ self.W_value  # (..., T, d_out)
-        scores = queries @ keys.transpose(-2, -1)  # (..., T, d_out) @ (..., d_out, T) -> (..., T, T)
+        keys_t = keys.transpose(-2, -1)  # (..., d_out, T); .T only works without a batch
+        scores = queries @ keys_t  # (..., T, d_out) @ (..., d_out, T) -> (..., T, T)
         weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)  # (..., T, T)
         context = weights @ values  # (..., T, T) @ (..., T, d_out) -> (..., T, d_out)
         return (context, weights) if return_weights else context
@@ -135,12 +137,14 @@ class SelfAttentionV2(nn.Module):
             the pair ``(context, weights)``, weights of shape (..., T, T).
         """
         _checks.flag("return_weights", return_weights)
-        x = _checks.layer_input(x, d_in=self.d_in, ranks=(2, 3), layout=_LAYOUT,
-                                parameter=self.W_query.weight)
+        x = _checks.layer_input(
+            x, d_in=self.d_in, ranks=(2, 3), layout=_LAYOUT, parameter=self.W_query.weight
+        )
         keys = self.W_key(x)  # (..., T, d_in) -> (..., T, d_out)
         queries = self.W_query(x)  # (..., T, d_out)
         values = self.W_value(x)  # (..., T, d_out)
-        scores = queries @ keys.transpose(-2, -1)  # (..., T, d_out) @ (..., d_out, T) -> (..., T, T)
+        keys_t = keys.transpose(-2, -1)  # (..., d_out, T); .T only works without a batch
+        scores = queries @ keys_t  # (..., T, d_out) @ (..., d_out, T) -> (..., T, T)
         weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)  # (..., T, T)
         context = weights @ values  # (..., T, T) @ (..., T, d_out) -> (..., T, d_out)
         return (context, weights) if return_weights else context

@@ -130,8 +130,7 @@ def context_vector(weights: Tensor, inputs: Tensor) -> Tensor:
     x = _checks.floating("inputs", inputs, ranks=(2,), layout="(T, d_in)")
     if w.shape[0] != x.shape[0]:
         raise ValueError(
-            f"weights has {w.shape[0]} entries but inputs has {x.shape[0]} tokens; "
-            "they must match"
+            f"weights has {w.shape[0]} entries but inputs has {x.shape[0]} tokens; they must match"
         )
     return w @ x  # (T,) @ (T, d_in) -> (d_in,)
 
@@ -150,14 +149,14 @@ def all_attention_scores(inputs: Tensor) -> Tensor:
 
 
 @overload
-def simple_self_attention(
-    inputs: Tensor, *, return_weights: Literal[False] = False
-) -> Tensor: ...
+def simple_self_attention(inputs: Tensor, *, return_weights: Literal[False] = False) -> Tensor: ...
 @overload
 def simple_self_attention(
     inputs: Tensor, *, return_weights: Literal[True]
 ) -> tuple[Tensor, Tensor]: ...
-def simple_self_attention(inputs: Tensor, *, return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+def simple_self_attention(
+    inputs: Tensor, *, return_weights: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """Weight-free self-attention for all tokens: ``softmax(x @ x.T) @ x``.
 
     Args:

@@ -18,6 +18,7 @@ from attention import _checks
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
 #: Matrices up to this many rows and columns get their values written in the cells.
 ANNOTATE_UP_TO = 12
@@ -93,8 +94,13 @@ def heatmap(
     shown = values.masked_fill(hidden, float("nan")).numpy()
     image = ax.imshow(shown, cmap=cmap, aspect="equal")
     if hidden.any():
-        ax.imshow(hidden.numpy().astype(float), cmap=ListedColormap(["none", "#d9d9d9"]),
-                  vmin=0, vmax=1, aspect="equal")
+        ax.imshow(
+            hidden.numpy().astype(float),
+            cmap=ListedColormap(["none", "#d9d9d9"]),
+            vmin=0,
+            vmax=1,
+            aspect="equal",
+        )
         for i, j in hidden.nonzero().tolist():
             ax.add_patch(_hatch(i, j))
     fig.colorbar(image, ax=ax, shrink=0.8)
@@ -112,16 +118,24 @@ def heatmap(
                 if hidden[i, j]:
                     continue
                 v = float(values[i, j])
-                ax.text(j, i, f"{v:.{decimals}f}", ha="center", va="center", fontsize=8,
-                        color="black" if v > middle else "white")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.{decimals}f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if v > middle else "white",
+                )
     return fig
 
 
-def _hatch(i: int, j: int) -> object:
+def _hatch(i: int, j: int) -> Rectangle:
     from matplotlib.patches import Rectangle
 
-    return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#8c8c8c",
-                     linewidth=0)
+    return Rectangle(
+        (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#8c8c8c", linewidth=0
+    )
 
 
 def _labels(name: str, labels: Sequence[str] | None, n: int) -> list[str]:
