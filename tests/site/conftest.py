@@ -7,6 +7,7 @@ the system chromium through Playwright (never a downloaded browser).
 from __future__ import annotations
 
 import functools
+import os
 import http.server
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 SITE = Path(__file__).resolve().parents[2] / "_build" / "html"
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -73,7 +74,7 @@ def site_url() -> Iterator[str]:
 def browser() -> Iterator[Browser]:
     """Debian's chromium, headless."""
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does) or set CHROMIUM")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         yield browser

