@@ -17,6 +17,15 @@ UNMASKED = [
     [0.1830, 0.1669, 0.1670, 0.1588, 0.1658, 0.1585],
     [0.1935, 0.1663, 0.1666, 0.1542, 0.1666, 0.1529],
 ]
+# Their scores with the future filled with -inf (the finite entries).
+MASKED_SCORES = [
+    [0.2899],
+    [0.4656, 0.1723],
+    [0.4594, 0.1703, 0.1731],
+    [0.2642, 0.1024, 0.1036, 0.0186],
+    [0.2183, 0.0874, 0.0882, 0.0177, 0.0786],
+    [0.3408, 0.1270, 0.1290, 0.0198, 0.1290, 0.0078],
+]
 # Zeroed and renormalised, and equally -inf before the softmax.
 MASKED = [
     [1.0000, 0.0000, 0.0000, 0.0000, 0.0000, 0.0000],
@@ -53,6 +62,10 @@ def test_masking_the_v2_weights_both_ways(inputs):
     assert _close(renormalised, MASKED)
 
     scores = sa_v2.W_query(inputs) @ sa_v2.W_key(inputs).T
+    masked = scores.masked_fill(causal_mask(6), -torch.inf)
+    for i, row in enumerate(MASKED_SCORES):
+        assert _close(masked[i, : i + 1], row)
+        assert masked[i, i + 1 :].eq(-torch.inf).all()
     via_inf = masked_softmax(scores / 2**0.5, causal_mask(6))
     assert _close(via_inf, MASKED)
     assert torch.allclose(via_inf, renormalised, atol=1e-6)

@@ -73,5 +73,7 @@ def test_least_privilege_and_pages_deployment():
     assert deploy["environment"]["name"] == "github-pages"
     assert deploy["needs"] == "test"
     assert deploy["concurrency"]["group"] == "pages"
-    uploads = [s for s in ci["jobs"]["test"]["steps"] if "upload-pages-artifact" in s.get("uses", "")]
+    uploads = [
+        s for s in ci["jobs"]["test"]["steps"] if "upload-pages-artifact" in s.get("uses", "")
+    ]
     assert uploads[0]["with"]["path"] == "_build/html"

@@ -7,8 +7,8 @@ the system chromium through Playwright (never a downloaded browser).
 from __future__ import annotations
 
 import functools
-import os
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +74,9 @@ def site_url() -> Iterator[str]:
 def browser() -> Iterator[Browser]:
     """Debian's chromium, headless."""
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does) or set CHROMIUM")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does) or set CHROMIUM"
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         yield browser
