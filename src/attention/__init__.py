@@ -4,11 +4,12 @@ The package behind the textbook. Every class and function here is shown,
 executed and tested in the book; the chapters import them rather than copy
 them.
 
-Shape letters, used in every docstring and shape comment::
+Shape letters, used in every docstring and shape comment:
 
-    B   batch size                      T   number of tokens (sequence length)
-    H   number of heads                 D   width of one head (head_dim)
-    C   model width, C = H x D          d_in, d_out   a layer's input and output widths
+* ``B``: batch size; ``T``: number of tokens (sequence length);
+* ``H``: number of heads; ``D``: width of one head (``head_dim``);
+* ``C``: model width, ``C = H x D``;
+* ``d_in``, ``d_out``: a layer's input and output widths.
 
 Masks: a boolean mask is ``True`` where attention is **blocked**, as for
 ``Tensor.masked_fill`` and ``nn.MultiheadAttention``;
