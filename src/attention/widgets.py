@@ -257,7 +257,7 @@ def step_through(
         steps.append(
             {
                 "title": "Scaling",
-                "text": f"Divide by √d_k = √{d_k} = {d_k**0.5:.4f} so scores do not grow with width.",
+                "text": f"Divide by √d_k = √{d_k} = {d_k**0.5:.4f}, so scores stay moderate.",
                 "columns": ["scaled score"],
                 "values": _round(scaled[:, None]),
             }
@@ -331,7 +331,7 @@ def playground_attention(
         context vectors (T, d_out).
     """
     x = _checks.floating("inputs", inputs, ranks=(2,), layout="(T, d_in)")
-    mats = []
+    mats: list[Tensor] = []
     for name, w in (("W_query", W_query), ("W_key", W_key), ("W_value", W_value)):
         m = _checks.floating(name, w, ranks=(2,), layout="(d_in, d_out)")
         if m.shape[0] != x.shape[1] or (mats and m.shape != mats[0].shape):
