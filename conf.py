@@ -101,8 +101,9 @@ nb_merge_streams = True
 
 # The package page documents the public API under the names users import
 # (``attention.MultiHeadAttention``, from ``__all__``). Submodules whose
-# contents are all re-exported get no page of their own; attention.viz, which
-# needs matplotlib and is not re-exported, does. docs/api.md is the index.
+# contents are all re-exported get no page of their own; attention.viz (which
+# needs matplotlib) and attention.widgets are not re-exported and get pages.
+# docs/api.md is the index.
 autodoc2_packages = [{"path": "../src/attention", "auto_mode": True}]
 autodoc2_render_plugin = "myst"
 autodoc2_output_dir = "api"
@@ -205,6 +206,23 @@ def _copy_mathjax(app: Any, exception: Exception | None) -> None:
             shutil.copy2(src, dst)
 
 
+# Interactive figures (attention.widgets) load their script and stylesheet
+# only on the pages that show one.
+WIDGET_ASSETS = {
+    'class="attn-widget"': ("attention-widgets.css", "attention-widgets.js"),
+    'data-attn-kind="playground"': ("attention-playground.css", "attention-playground.js"),
+}
+
+
+def _widget_assets(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    body = context.get("body", "")
+    for marker, (css, js) in WIDGET_ASSETS.items():
+        if marker in body:
+            app.builder.add_css_file(css)
+            app.builder.add_js_file(js, defer="defer")
+
+
 def setup(app: Any) -> None:
-    """Copy the local MathJax into the built site."""
+    """Copy the local MathJax into the built site; add widget assets where used."""
     app.connect("build-finished", _copy_mathjax)
+    app.connect("html-page-context", _widget_assets)
