@@ -222,7 +222,19 @@ def _widget_assets(app: Any, pagename: str, templatename: str, context: dict, do
             app.builder.add_js_file(js, defer="defer")
 
 
+def _prune_images(app: Any, exception: Exception | None) -> None:
+    """Delete images no page refers to any more (outputs of older executions)."""
+    images = Path(app.outdir) / "_images"
+    if exception is not None or app.builder.format != "html" or not images.is_dir():
+        return
+    pages = "".join(p.read_text(encoding="utf-8") for p in Path(app.outdir).rglob("*.html"))
+    for image in images.iterdir():
+        if image.is_file() and image.name not in pages:
+            image.unlink()
+
+
 def setup(app: Any) -> None:
-    """Copy the local MathJax into the built site; add widget assets where used."""
+    """Copy the local MathJax, prune stale images, add widget assets where used."""
     app.connect("build-finished", _copy_mathjax)
+    app.connect("build-finished", _prune_images)
     app.connect("html-page-context", _widget_assets)

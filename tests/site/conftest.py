@@ -6,6 +6,7 @@ the system chromium through Playwright (never a downloaded browser).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -54,12 +55,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def site_url() -> Iterator[str]:
-    """Serve the built site on 127.0.0.1 for the session."""
-    if not (SITE / "index.html").is_file():
-        pytest.fail(f"no built site in {SITE}: run `make html` (make test does) first")
-    handler = functools.partial(_QuietHandler, directory=str(SITE))
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """Serve ``directory`` on 127.0.0.1 at a free port; yield its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -68,6 +67,15 @@ def site_url() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def site_url() -> Iterator[str]:
+    """Serve the built site on 127.0.0.1 for the session."""
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"no built site in {SITE}: run `make html` (make test does) first")
+    with serve(SITE) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
