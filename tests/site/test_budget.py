@@ -1,0 +1,46 @@
+"""The interactive layer stays small: its files, and what it adds to a page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.site.conftest import SITE
+
+STATIC = Path(__file__).resolve().parents[2] / "docs" / "_static"
+
+WIDGET_FILES = [
+    "attention-widgets.js",
+    "attention-widgets.css",
+    "attention-playground.js",
+    "attention-playground.css",
+]
+WIDGET_DIV = re.compile(r'<div class="attn-widget".*?</div>', flags=re.S)
+WIDGET_TAG = re.compile(
+    r"<(?:script|link)[^>]*_static/attention-[\w-]+\.(?:js|css)[^>]*>(?:</script>)?"
+)
+
+
+def test_widget_script_and_styles_total_at_most_60_kb():
+    sizes = {name: (STATIC / name).stat().st_size for name in WIDGET_FILES}
+    assert sum(sizes.values()) <= 60_000, sizes
+
+
+def _weight(html: str) -> int:
+    """Bytes of the page, its images and its widget files: everything but the
+    theme's assets (and MathJax, which pages with maths load either way)."""
+    images = set(re.findall(r'src="(_images/[^"]+)"', html))
+    assets = set(re.findall(r'(?:src|href)="(_static/attention-[\w-]+\.(?:js|css))[^"]*"', html))
+    files = sum((SITE / path).stat().st_size for path in images | assets)
+    return len(html.encode("utf-8")) + files
+
+
+def test_three_interactive_figures_add_at_most_a_fifth_to_a_page():
+    html = (SITE / "03-self-attention-without-weights.html").read_text(encoding="utf-8")
+    assert len(WIDGET_DIV.findall(html)) == 3
+    without = WIDGET_TAG.sub("", WIDGET_DIV.sub("", html))
+    assert "attn-widget" not in without
+    assert "attention-widgets.js" not in without
+    ratio = _weight(html) / _weight(without)
+    print(f"page weight with / without its three interactive figures: {ratio:.3f}")
+    assert ratio <= 1.2
