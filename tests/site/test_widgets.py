@@ -214,3 +214,20 @@ def _luminance(css_colour: str) -> float:
 
 def test_the_site_has_the_widget_files():
     assert (SITE / "_static" / "attention-widgets.js").is_file()
+
+
+def test_without_javascript_the_static_figures_remain(browser, site_url):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(f"{site_url}/{CHAPTER}", wait_until="networkidle")
+        notes = page.locator(".attn-widget .attn-noscript")
+        assert notes.count() == 3
+        assert notes.first.is_visible()
+        assert "static figure" in notes.first.inner_text()
+        static = page.locator("img[src*='_images/']")
+        assert static.count() >= 1
+        assert static.first.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert page.locator(".attn-widget figure").count() == 0
+    finally:
+        context.close()
