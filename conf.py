@@ -16,7 +16,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 SRC = ROOT / "src"
-BUILD = ROOT / "_build"
+# Where the notebook execution cache lives. ATTENTION_BUILD_DIR moves it, so
+# that several builds of one checkout (for example into different output
+# folders) never share a cache database.
+BUILD = Path(os.environ.get("ATTENTION_BUILD_DIR", ROOT / "_build")).resolve()
 
 # The chapters must execute the package that sits next to this file, not some
 # other installed copy: the kernel inherits this environment.
