@@ -104,9 +104,9 @@ nb_merge_streams = True
 
 # The package page documents the public API under the names users import
 # (``attention.MultiHeadAttention``, from ``__all__``). Submodules whose
-# contents are all re-exported get no page of their own; attention.viz (which
-# needs matplotlib) and attention.widgets are not re-exported and get pages.
-# docs/api.md is the index.
+# contents are all re-exported get no page of their own; every other module
+# (attention.viz, attention.widgets, ...) gets one, and docs/api.md lists
+# them all with a glob.
 autodoc2_packages = [{"path": "../src/attention", "auto_mode": True}]
 autodoc2_render_plugin = "myst"
 autodoc2_output_dir = "api"
