@@ -203,6 +203,11 @@ def test_screenshots_of_each_widget(browser, site_url, dark):
             if dark
             else _luminance(text) < _luminance(background)
         )
+        # The theme's light backdrop for HTML outputs must not frame the widgets in dark mode.
+        backdrop = page.locator(WEIGHTS).evaluate(
+            "e => getComputedStyle(e.parentElement).background"
+        )
+        assert not dark or backdrop.startswith("rgba(0, 0, 0, 0)")
     finally:
         page.close()
 
