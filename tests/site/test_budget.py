@@ -44,3 +44,14 @@ def test_three_interactive_figures_add_at_most_a_fifth_to_a_page():
     ratio = _weight(html) / _weight(without)
     print(f"page weight with / without its three interactive figures: {ratio:.3f}")
     assert ratio <= 1.2
+
+
+def test_widget_files_load_only_on_pages_with_widgets():
+    for page in SITE.glob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        has_widget = 'class="attn-widget"' in html
+        assert ("_static/attention-widgets.js" in html) == has_widget, page.name
+        has_playground = 'data-attn-kind="playground"' in html
+        assert ("_static/attention-playground.js" in html) == has_playground, page.name
+    assert "attention-widgets.js" not in (SITE / "index.html").read_text(encoding="utf-8")
+    assert "attention-playground.js" in (SITE / "playground.html").read_text(encoding="utf-8")
