@@ -1,0 +1,458 @@
+"""Encoder-decoder RNNs, with and without additive attention (chapter 1).
+
+A toy task (copy, or reverse, a string of random digits); a GRU encoder; a
+decoder that starts from the encoder's last hidden state and nothing else; a
+decoder that looks back at every encoder state through the additive attention
+of Bahdanau et al. (2014); and a training run that measures both at growing
+lengths.
+
+Shape letters in this module: ``B`` batch, ``S`` source tokens, ``T`` output
+tokens, ``E`` embedding width, ``N`` hidden width, ``A`` width inside the
+attention score, ``V`` vocabulary size (:data:`VOCAB_SIZE`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attention import _checks
+
+#: Tokens 0 to 9 are the digits; the decoder's first input is this start token.
+BOS = 10
+#: The ten digits and the start token.
+VOCAB_SIZE = 11
+
+Task = Literal["copy", "reverse"]
+
+
+def digit_batch(
+    batch_size: int, length: int, *, generator: torch.Generator, task: Task = "copy"
+) -> tuple[Tensor, Tensor]:
+    """A batch of random digit strings and the strings the model must write.
+
+    ``target[b, i] = source[b, i]`` for ``"copy"``; ``source[b, S - 1 - i]`` for ``"reverse"``.
+
+    Args:
+        batch_size: B, the number of strings.
+        length: S, the number of digits in each string.
+        generator: Where the digits are drawn from (the global random state is
+            left alone).
+        task: ``"copy"`` or ``"reverse"``. Default: ``"copy"``.
+
+    Returns:
+        ``(source, target)``, both int64 of shape (B, S), digits 0 to 9.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> source, target = digit_batch(2, 5, generator=g, task="reverse")
+        >>> torch.equal(target, source.flip(1))
+        True
+    """
+    b = _checks.positive_int("batch_size", batch_size)
+    s = _checks.positive_int("length", length)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if task not in ("copy", "reverse"):
+        raise ValueError(f"task must be 'copy' or 'reverse', got {task!r}")
+    source = torch.randint(0, 10, (b, s), generator=generator)  # (B, S)
+    return source, source.flip(1) if task == "reverse" else source.clone()
+
+
+def _digits(name: str, tokens: object, *, batch: int | None = None) -> Tensor:
+    """Return ``tokens`` if it is a non-empty (B, S) int64 tensor of digits, else raise."""
+    t = _checks.tensor(name, tokens)
+    if t.dim() != 2 or t.dtype != torch.int64 or t.numel() == 0:
+        raise ValueError(
+            f"{name} must be a non-empty int64 tensor of shape (B, S), "
+            f"got dtype {t.dtype} and shape {tuple(t.shape)}"
+        )
+    if batch is not None and t.shape[0] != batch:
+        raise ValueError(f"{name} must have batch size B={batch}, got {t.shape[0]}")
+    if t.min() < 0 or t.max() > 9:
+        raise ValueError(f"{name} must hold digits 0 to 9, got values {t.min()} to {t.max()}")
+    return t
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau's additive attention: score every encoder state against one query.
+
+    ``e_j = v^T tanh(W_s s + W_h h_j)``, ``a = softmax(e)`` over the source
+    positions j, and the context is ``c = sum_j a_j h_j``.
+
+    Args:
+        query_size: Width of the query s (the decoder's hidden state).
+        key_size: Width of each encoder state h_j.
+        attention_size: A, the width of the hidden layer inside the score.
+
+    Example:
+        >>> attend = AdditiveAttention(4, 6, 8)
+        >>> context, weights = attend(torch.rand(2, 4), torch.rand(2, 5, 6))
+        >>> tuple(context.shape), tuple(weights.shape)
+        ((2, 6), (2, 5))
+    """
+
+    def __init__(self, query_size: int, key_size: int, attention_size: int) -> None:
+        super().__init__()
+        a = _checks.positive_int("attention_size", attention_size)
+        self.W_s = nn.Linear(_checks.positive_int("query_size", query_size), a)
+        self.W_h = nn.Linear(_checks.positive_int("key_size", key_size), a, bias=False)
+        self.v = nn.Linear(a, 1, bias=False)
+
+    def forward(
+        self, query: Tensor, keys: Tensor, projected_keys: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Weigh the encoder states ``keys`` by how well each matches ``query``.
+
+        Args:
+            query: The decoder's state s, shape (B, query_size).
+            keys: The encoder's states h_1 .. h_S, shape (B, S, key_size).
+            projected_keys: ``W_h(keys)``, (B, S, A), if already computed (it
+                stays the same while one string is decoded). Default: ``None``.
+
+        Returns:
+            ``(context, weights)``: context (B, key_size) and weights (B, S),
+            non-negative, each row summing to one.
+        """
+        q = _checks.floating("query", query, ranks=(2,), layout="(B, query_size)")
+        k = _checks.floating("keys", keys, ranks=(3,), layout="(B, S, key_size)")
+        _checks.last_dim("query", q, self.W_s.in_features, "query_size")
+        _checks.last_dim("keys", k, self.W_h.in_features, "key_size")
+        if projected_keys is None:
+            projected_keys = self.W_h(k)  # (B, S, key_size) -> (B, S, A)
+        hidden = torch.tanh(self.W_s(q)[:, None, :] + projected_keys)  # (B, 1, A) + (B, S, A)
+        scores = self.v(hidden).squeeze(-1)  # (B, S, A) -> (B, S, 1) -> (B, S)
+        weights = torch.softmax(scores, dim=-1)  # (B, S), over the source positions
+        context = (weights[:, None, :] @ k).squeeze(1)  # (B, 1, S) @ (B, S, N) -> (B, N)
+        return context, weights
+
+
+class Encoder(nn.Module):
+    """Read the source with a GRU: one hidden state per token; the last one sums up.
+
+    ``h_j = GRU(embed(x_j), h_{j-1})`` for j = 1 .. S, from ``h_0 = 0``.
+
+    Args:
+        embed_size: E, the width of the token embeddings.
+        hidden_size: N, the width of the hidden state.
+    """
+
+    def __init__(self, embed_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB_SIZE, embed_size)
+        self.gru = nn.GRU(embed_size, hidden_size, batch_first=True)
+
+    def forward(self, source: Tensor) -> tuple[Tensor, Tensor]:
+        """Tokens (B, S) to every hidden state (B, S, N) and the last one (B, N)."""
+        states, last = self.gru(self.embedding(source))  # (B, S, E) -> (B, S, N), (1, B, N)
+        return states, last[0]
+
+
+class Decoder(nn.Module):
+    """Write the output from the encoder's last state alone: the bottleneck.
+
+    ``s_i = GRU(embed(y_{i-1}), s_{i-1})`` and ``logits_i = W_out s_i``, where
+    ``s_0`` is the encoder's last hidden state.
+
+    Args:
+        embed_size: E, the width of the token embeddings.
+        hidden_size: N, the width of the hidden state.
+    """
+
+    def __init__(self, embed_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB_SIZE, embed_size)
+        self.gru = nn.GRU(embed_size, hidden_size, batch_first=True)
+        self.out = nn.Linear(hidden_size, VOCAB_SIZE)
+
+    def forward(
+        self, tokens: Tensor, state: Tensor, states: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Previous tokens (B, T) and state (B, N) to logits (B, T, V) and the last state.
+
+        The encoder's ``states`` (B, S, N) go unused: this decoder never looks
+        back, so it has no attention weights to return (``None``).
+        """
+        outputs, last = self.gru(self.embedding(tokens), state[None])  # (B, T, N), (1, B, N)
+        return self.out(outputs), last[0], None  # (B, T, V), (B, N)
+
+
+class AttentionDecoder(nn.Module):
+    """A :class:`Decoder` that looks back at every encoder state at every step.
+
+    ``c_i = attention(s_{i-1}, h_1 .. h_S)``,
+    ``s_i = GRU([embed(y_{i-1}); c_i], s_{i-1})``, ``logits_i = W_out [s_i; c_i]``.
+
+    Args:
+        embed_size: E, the width of the token embeddings.
+        hidden_size: N, the width of the hidden state (and of the encoder's).
+        attention_size: A, the width inside the attention score.
+    """
+
+    def __init__(self, embed_size: int, hidden_size: int, attention_size: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB_SIZE, embed_size)
+        self.attention = AdditiveAttention(hidden_size, hidden_size, attention_size)  # new
+        self.cell = nn.GRUCell(embed_size + hidden_size, hidden_size)  # new: reads c_i too
+        self.out = nn.Linear(2 * hidden_size, VOCAB_SIZE)  # new: sees c_i too
+
+    def forward(
+        self, tokens: Tensor, state: Tensor, states: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Previous tokens (B, T), state (B, N), encoder states (B, S, N) to logits (B, T, V).
+
+        Step i attends with s_{i-1}, so the steps must run one after another.
+        Also returns the last state (B, N) and the weights (B, T, S).
+        """
+        projected = self.attention.W_h(states)  # (B, S, N) -> (B, S, A), once per string
+        logits, weights = [], []
+        for token in self.embedding(tokens).unbind(dim=1):  # T x (B, E)
+            context, w = self.attention(state, states, projected)  # (B, N), (B, S)
+            state = self.cell(torch.cat([token, context], dim=-1), state)  # (B, E + N) -> (B, N)
+            logits.append(self.out(torch.cat([state, context], dim=-1)))  # (B, 2N) -> (B, V)
+            weights.append(w)
+        return torch.stack(logits, dim=1), state, torch.stack(weights, dim=1)  # (B, T, V|S)
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """The sizes of a :class:`Seq2Seq` model, and whether it attends."""
+
+    attention: bool = True  # decode with AttentionDecoder (True) or Decoder (False)
+    embed_size: int = 16  # E, token embedding width
+    hidden_size: int = 64  # N, GRU hidden width, encoder and decoder
+    attention_size: int = 32  # A, width inside the additive score
+
+
+class Seq2Seq(nn.Module):
+    """An :class:`Encoder` followed by a :class:`Decoder` or an :class:`AttentionDecoder`.
+
+    ``h_1 .. h_S = encoder(x)``; ``logits_i = decoder(y_{i-1}, s_{i-1}, h_1 .. h_S)``.
+
+    Args:
+        config: The sizes, and whether the decoder attends.
+
+    Example:
+        >>> model = Seq2Seq(Seq2SeqConfig(hidden_size=8))
+        >>> logits, weights = model(torch.randint(0, 10, (2, 5)))
+        >>> tuple(logits.shape), tuple(weights.shape)
+        ((2, 5, 11), (2, 5, 5))
+    """
+
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        if not isinstance(config, Seq2SeqConfig):
+            raise TypeError(f"config must be a Seq2SeqConfig, got {type(config).__name__}")
+        e = _checks.positive_int("embed_size", config.embed_size)
+        n = _checks.positive_int("hidden_size", config.hidden_size)
+        a = _checks.positive_int("attention_size", config.attention_size)
+        self.config = config
+        self.encoder = Encoder(e, n)
+        self.decoder = AttentionDecoder(e, n, a) if config.attention else Decoder(e, n)
+
+    def forward(self, source: Tensor, target: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Encode ``source``, then write the output one digit after another.
+
+        Args:
+            source: Digits, int64 of shape (B, S).
+            target: The correct output (B, T), for training: each step is fed
+                the true previous digit ("teacher forcing"). Default: ``None``,
+                greedy decoding of T = S digits, each step fed the model's own
+                previous answer.
+
+        Returns:
+            ``(logits, weights)``: logits (B, T, V); attention weights
+            (B, T, S), or ``None`` for a model without attention.
+        """
+        src = _digits("source", source)
+        states, state = self.encoder(src)  # (B, S, N), (B, N)
+        start = src.new_full((src.shape[0], 1), BOS)  # (B, 1)
+        if target is not None:
+            tgt = _digits("target", target, batch=src.shape[0])
+            inputs = torch.cat([start, tgt[:, :-1]], dim=1)  # (B, T): BOS, y_1 .. y_{T-1}
+            logits, _, weights = self.decoder(inputs, state, states)  # (B, T, V), (B, T, S)
+            return logits, weights
+        token, steps = start, []
+        for _ in range(src.shape[1]):
+            logits, state, weights = self.decoder(token, state, states)  # (B, 1, V), (B, 1, S)
+            token = logits.argmax(dim=-1)  # (B, 1)
+            steps.append((logits, weights))
+        logits = torch.cat([lg for lg, _ in steps], dim=1)  # T x (B, 1, V) -> (B, T, V)
+        weights = None if steps[0][1] is None else torch.cat([w for _, w in steps], dim=1)
+        return logits, weights  # (B, T, V), (B, T, S) or None
+
+
+def position_accuracy(model: Seq2Seq, source: Tensor, target: Tensor) -> Tensor:
+    """How often greedy decoding of ``source`` gets each output position right.
+
+    ``accuracy_i = mean_b [argmax_v logits[b, i, v] == target[b, i]]``.
+
+    Args:
+        model: A :class:`Seq2Seq`.
+        source: Digits, int64 (B, S).
+        target: The correct output, int64 (B, S).
+
+    Returns:
+        Float tensor (S,): the fraction of strings whose digit i comes out right.
+    """
+    tgt = _digits("target", target)
+    if tgt.shape != _digits("source", source).shape:
+        raise ValueError(
+            f"target must have the shape of source, {tuple(source.shape)}, got {tuple(tgt.shape)}"
+        )
+    with torch.no_grad():
+        logits: Tensor = model(source)[0]  # (B, S, V)
+    return (logits.argmax(dim=-1) == tgt).float().mean(dim=0)  # (B, S) -> (S,)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What :func:`train` returns: the trained model and its test scores."""
+
+    model: Seq2Seq  # the trained model, in eval mode
+    lengths: tuple[int, ...]  # the string lengths it was trained and tested on
+    accuracy: tuple[float, ...]  # fraction of digits right at each length, greedy decoding
+    losses: tuple[float, ...]  # the training loss at every step
+    seconds: float  # wall-clock time of training and testing
+
+
+def train(
+    config: Seq2SeqConfig,
+    *,
+    lengths: Sequence[int] = (4, 8, 12, 16, 24),
+    steps: int = 600,
+    batch_size: int = 64,
+    lr: float = 1e-2,
+    seed: int = 0,
+    task: Task = "copy",
+    test_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> TrainingRun:
+    """Train a :class:`Seq2Seq` on a mix of lengths, then test it at each length.
+
+    Minimises ``cross_entropy(logits, target)`` with teacher forcing, step k
+    on a batch of length ``lengths[k % len(lengths)]``, with Adam, a cosine
+    decay of the learning rate to zero and gradients clipped to norm 1.
+
+    Reproducible, and the caller's random state is left alone: the weights
+    are drawn under ``torch.manual_seed(seed)`` inside
+    ``torch.random.fork_rng``, which restores the global state afterwards;
+    training strings come from a ``torch.Generator`` seeded with ``seed``,
+    test strings from one seeded with ``seed + 1``. Models this small train
+    several times faster on one CPU thread (``torch.set_num_threads(1)``).
+
+    Args:
+        config: The model's sizes, and whether it attends.
+        lengths: String lengths S to train on and test at. Default: (4, 8, 12, 16, 24).
+        steps: Number of training batches. Default: 600.
+        batch_size: B, strings per training batch. Default: 64.
+        lr: Adam's initial learning rate. Default: 1e-2.
+        seed: Seed of the initial weights and of the data, an int >= 0. Default: 0.
+        task: ``"copy"`` or ``"reverse"``. Default: ``"copy"``.
+        test_size: Fresh test strings per length. Default: 500.
+        device: Where to train. Default: ``"cpu"``.
+
+    Returns:
+        A :class:`TrainingRun`: the model and one test accuracy per length.
+
+    Example:
+        >>> run = train(Seq2SeqConfig(hidden_size=8), lengths=(3,), steps=2, batch_size=4)
+        >>> len(run.accuracy), len(run.losses)
+        (1, 2)
+    """
+    sizes = tuple(_checks.positive_int("lengths", s) for s in lengths)
+    if not sizes:
+        raise ValueError("lengths must hold at least one length, got an empty sequence")
+    n_steps = _checks.positive_int("steps", steps)
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Seq2Seq(config).to(device)
+    data = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_steps)
+    losses = []
+    for k in range(n_steps):
+        source, target = digit_batch(batch_size, sizes[k % len(sizes)], generator=data, task=task)
+        source, target = source.to(device), target.to(device)
+        logits, _ = model(source, target)  # (B, S, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())  # (B*S, V), (B*S,)
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    model.eval()
+    tests = torch.Generator().manual_seed(seed + 1)
+    scores = []
+    for s in sizes:
+        source, target = digit_batch(test_size, s, generator=tests, task=task)
+        scores.append(position_accuracy(model, source.to(device), target.to(device)).mean().item())
+    return TrainingRun(model, sizes, tuple(scores), tuple(losses), time.perf_counter() - start)
+
+
+def alignment(model: Seq2Seq, source: Tensor) -> Tensor:
+    """Where a model with attention looks while it greedily decodes one string.
+
+    Args:
+        model: A :class:`Seq2Seq` built with ``attention=True``.
+        source: One digit string, int64 of shape (S,).
+
+    Returns:
+        Weights (T, S) with T = S: row i is the attention of output digit i
+        over the source digits; every row sums to one.
+
+    Example:
+        >>> model = Seq2Seq(Seq2SeqConfig(hidden_size=8))
+        >>> alignment(model, torch.tensor([3, 1, 4])).shape
+        torch.Size([3, 3])
+    """
+    if not isinstance(model, Seq2Seq) or not model.config.attention:
+        raise ValueError("model must be a Seq2Seq built with Seq2SeqConfig(attention=True)")
+    src = _checks.tensor("source", source)
+    if src.dim() != 1:
+        raise ValueError(f"source must have shape (S,), got shape {tuple(src.shape)}")
+    with torch.no_grad():
+        weights: Tensor | None = model(src[None, :])[1]  # (1, S) -> (1, T, S)
+    assert weights is not None  # an AttentionDecoder always returns weights
+    return weights[0]  # (T, S)
+
+
+def influence(encoder: Encoder, source: Tensor) -> Tensor:
+    """How strongly each source token moves the encoder's last hidden state.
+
+    ``influence_t = mean_b ||d h_S / d x_t||``: the size (Frobenius norm) of
+    the Jacobian of the last state with respect to the embedding x_t of token t.
+
+    Args:
+        encoder: An :class:`Encoder`, trained or not.
+        source: Digits, int64 (B, S).
+
+    Returns:
+        Float tensor (S,), one influence per source position.
+
+    Example:
+        >>> influence(Encoder(4, 8), torch.randint(0, 10, (3, 6))).shape
+        torch.Size([6])
+    """
+    if not isinstance(encoder, Encoder):
+        raise TypeError(f"encoder must be an Encoder, got {type(encoder).__name__}")
+    x = encoder.embedding(_digits("source", source)).detach().requires_grad_()  # (B, S, E)
+    last: Tensor = encoder.gru(x)[1][0]  # (1, B, N) -> (B, N)
+    rows: list[Tensor] = [  # one backward pass per hidden unit n: d h_S[n] / d x, every string
+        torch.autograd.grad(last[:, n].sum(), x, retain_graph=True)[0]  # (B, S, E)
+        for n in range(last.shape[-1])
+    ]
+    jacobian = torch.stack(rows)  # N x (B, S, E) -> (N, B, S, E)
+    return jacobian.square().sum(dim=(0, 3)).sqrt().mean(dim=0)  # -> (B, S) -> (S,)
