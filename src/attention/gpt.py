@@ -1,0 +1,609 @@
+"""A GPT built around the package's multi-head attention (chapters 9 to 11).
+
+The pieces of chapter 4 of the book, building blocks first:
+
+* :class:`GPTConfig`, the model's sizes (defaults: GPT-2 small);
+* :class:`LayerNorm` (per token, across features) and :class:`GELU`;
+* :class:`FeedForward` (expand 4x, GELU, project back);
+* :class:`TransformerBlock` (pre-norm attention and feed-forward, each with a
+  shortcut connection);
+* :class:`GPTModel` (embeddings, blocks, final norm, output head);
+* :func:`generate_text_simple`, greedy generation, with an optional
+  key-value cache (:class:`KVCache`) that gives the same tokens.
+
+Modules are created in the book's order and under the book's attribute names,
+so a seeded model equals the book's and the book's ``state_dict`` loads.
+:class:`DeepNetwork` and :func:`weight_gradient_means` are the book's small
+experiment on shortcut connections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from attention import _checks
+from attention.functional import masked_softmax
+from attention.multihead import MultiHeadAttention
+
+_GPT_LAYOUT = "(B, T) token ids"
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The sizes of a GPT; the defaults are GPT-2 small (124M).
+
+    Example:
+        >>> GPTConfig(n_layers=2).emb_dim
+        768
+    """
+
+    vocab_size: int = 50257  # number of token ids V (GPT-2's BPE vocabulary)
+    context_length: int = 1024  # the most tokens one forward pass may see
+    emb_dim: int = 768  # model width C, the size of every token's vector
+    n_heads: int = 12  # attention heads H per block; must divide emb_dim
+    n_layers: int = 12  # number of transformer blocks
+    drop_rate: float = 0.1  # dropout on embeddings, attention weights and shortcuts
+    qkv_bias: bool = False  # give the query, key and value projections a bias
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            _checks.positive_int(name, getattr(self, name))
+        _checks.probability("drop_rate", self.drop_rate)
+        _checks.flag("qkv_bias", self.qkv_bias)
+        if self.emb_dim % self.n_heads != 0:
+            raise ValueError(
+                f"emb_dim must be divisible by n_heads, got emb_dim={self.emb_dim} "
+                f"and n_heads={self.n_heads}"
+            )
+
+
+def as_config(cfg: GPTConfig | Mapping[str, object]) -> GPTConfig:
+    """Return ``cfg`` as a :class:`GPTConfig`, converting the book's dict.
+
+    Args:
+        cfg: A :class:`GPTConfig`, or a dict with exactly its seven keys, such
+            as the book's ``GPT_CONFIG_124M``.
+
+    Returns:
+        The config; a dict is checked like the dataclass's own fields.
+
+    Example:
+        >>> as_config({"vocab_size": 10, "context_length": 4, "emb_dim": 8,
+        ...            "n_heads": 2, "n_layers": 1, "drop_rate": 0.0,
+        ...            "qkv_bias": False}).n_heads
+        2
+    """
+    if isinstance(cfg, GPTConfig):
+        return cfg
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"cfg must be a GPTConfig or a dict, got {type(cfg).__name__}")
+    expected = {f.name for f in dataclasses.fields(GPTConfig)}
+    missing, unknown = expected - set(cfg), set(cfg) - expected
+    if missing or unknown:
+        raise ValueError(
+            f"cfg must have exactly the keys {sorted(expected)}, "
+            f"got missing {sorted(missing)} and unknown {sorted(map(str, unknown))}"
+        )
+    return GPTConfig(**{str(k): v for k, v in cfg.items()})  # type: ignore[arg-type]
+
+
+class LayerNorm(nn.Module):
+    """Layer normalisation: each token's features to mean 0 and variance 1.
+
+    ``scale * (x - mean) / sqrt(var + eps) + shift``, with the mean and the
+    *biased* variance (divide by C, not C - 1) taken over the last dimension.
+
+    Args:
+        emb_dim: C, the width of each token's vector.
+        eps: Added to the variance so a constant vector does not divide by 0.
+            Default: ``1e-5``.
+
+    Attributes:
+        scale: Learned gain, shape (C,), starts at ones.
+        shift: Learned offset, shape (C,), starts at zeros.
+
+    Example:
+        >>> ln = LayerNorm(4)
+        >>> ln(torch.tensor([[1.0, 2.0, 3.0, 4.0]])).mean().abs() < 1e-6
+        tensor(True)
+    """
+
+    def __init__(self, emb_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.emb_dim = _checks.positive_int("emb_dim", emb_dim)
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not eps > 0:
+            raise ValueError(f"eps must be a positive float, got {eps!r}")
+        self.eps = float(eps)
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise every token of ``x`` across its features.
+
+        Args:
+            x: Tensor of shape (..., C).
+
+        Returns:
+            Tensor of the same shape.
+        """
+        x = _checks.floating("x", x, ranks=range(1, 8), layout="(..., C)")
+        _checks.last_dim("x", x, self.emb_dim, "emb_dim")
+        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
+        norm_x = (x - mean) / torch.sqrt(var + self.eps)  # (..., C)
+        return self.scale * norm_x + self.shift
+
+
+class GELU(nn.Module):
+    """The GELU activation, in the tanh approximation GPT-2 uses.
+
+    ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``, a smooth ReLU that
+    lets small negative inputs through; equals
+    ``F.gelu(x, approximate="tanh")``.
+
+    Example:
+        >>> GELU()(torch.tensor([-1.0, 0.0, 1.0])).round(decimals=4)
+        tensor([-0.1588,  0.0000,  0.8412])
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply GELU elementwise.
+
+        Args:
+            x: Tensor of any shape, floating point.
+
+        Returns:
+            Tensor of the same shape.
+        """
+        x = _checks.floating("x", x, ranks=range(8), layout="any shape")
+        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3))
+        return 0.5 * x * (1 + torch.tanh(inner))
+
+
+class FeedForward(nn.Module):
+    """The position-wise feed-forward network: expand 4x, GELU, project back.
+
+    ``W_2 GELU(W_1 x + b_1) + b_2`` applied to every token separately, with
+    ``W_1`` of shape (4C, C) and ``W_2`` of shape (C, 4C).
+
+    Args:
+        cfg: A :class:`GPTConfig` or the book's dict; uses ``emb_dim``.
+
+    Attributes:
+        layers: ``nn.Sequential(Linear(C, 4C), GELU(), Linear(4C, C))``.
+
+    Example:
+        >>> FeedForward(GPTConfig(emb_dim=8, n_heads=2))(torch.rand(2, 3, 8)).shape
+        torch.Size([2, 3, 8])
+    """
+
+    def __init__(self, cfg: GPTConfig | Mapping[str, object]) -> None:
+        super().__init__()
+        c = as_config(cfg).emb_dim
+        self.layers = nn.Sequential(nn.Linear(c, 4 * c), GELU(), nn.Linear(4 * c, c))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Transform every token of ``x`` on its own.
+
+        Args:
+            x: Tensor of shape (B, T, C).
+
+        Returns:
+            Tensor of shape (B, T, C).
+        """
+        first = self.layers[0]
+        assert isinstance(first, nn.Linear)
+        x = _checks.floating("x", x, ranks=range(1, 8), layout="(..., C)")
+        _checks.last_dim("x", x, first.in_features, "emb_dim")
+        out: Tensor = self.layers(x)  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
+        return out
+
+
+class LayerKV:
+    """The keys and values one attention layer has seen so far.
+
+    Attributes:
+        keys: (B, H, S, D) for the S cached tokens, or ``None`` when empty.
+        values: Likewise.
+    """
+
+    def __init__(self) -> None:
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """S, the number of tokens cached."""
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def extend(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Append new (B, H, T, D) keys and values; return all (B, H, S + T, D)."""
+        if self.keys is None or self.values is None:
+            self.keys, self.values = keys, values
+        else:
+            self.keys = torch.cat((self.keys, keys), dim=2)  # (B, H, S + T, D)
+            self.values = torch.cat((self.values, values), dim=2)  # (B, H, S + T, D)
+        return self.keys, self.values
+
+
+class KVCache:
+    """Keys and values of every layer, so generation feeds only new tokens.
+
+    Pass one to :meth:`GPTModel.forward`; it fills on the first call and
+    grows by the new tokens on each later call. The positions of the cached
+    tokens are fixed, so a cache is valid only while the sequence it holds
+    starts at position 0 of the model's window.
+
+    Attributes:
+        layers: One :class:`LayerKV` per transformer block.
+        length: S, the number of tokens cached.
+
+    Example:
+        >>> cfg = GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+        >>> model, cache = GPTModel(cfg).eval(), KVCache()
+        >>> _ = model(torch.tensor([[1, 2, 3]]), cache=cache)
+        >>> _ = model(torch.tensor([[4]]), cache=cache)
+        >>> cache.length
+        4
+    """
+
+    def __init__(self) -> None:
+        self.layers: list[LayerKV] = []
+        self.length = 0
+        self.batch: int | None = None
+
+
+def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
+    """``att`` on new tokens ``x`` that also attend to the cached ones in ``kv``.
+
+    The same maths as ``att(x_all)[:, -T:]`` for the full sequence ``x_all``
+    (its first S tokens cached): queries only for the T new tokens, keys and
+    values for all S + T, and new token i (at position S + i) blocked from
+    keys after it. Uses ``att``'s parameters; ``att`` is not modified.
+
+    Args:
+        att: The block's :class:`attention.MultiHeadAttention`.
+        x: New tokens, shape (B, T, C).
+        kv: The layer's cache; extended in place by the T new keys and values.
+
+    Returns:
+        Output for the new tokens, shape (B, T, C).
+    """
+    b, num_tokens, _ = x.shape
+    past = kv.length
+    if past + num_tokens > att.context_length:
+        raise ValueError(
+            f"the cache holds {past} tokens and x adds {num_tokens}, more than "
+            f"context_length={att.context_length}; start a new KVCache"
+        )
+    queries = _split(att.W_query(x), att.num_heads)  # (B, H, T, D)
+    keys, values = kv.extend(
+        _split(att.W_key(x), att.num_heads),  # (B, H, T, D)
+        _split(att.W_value(x), att.num_heads),  # (B, H, T, D)
+    )  # (B, H, S + T, D) each
+    query_pos = torch.arange(past, past + num_tokens, device=x.device)  # (T,)
+    key_pos = torch.arange(past + num_tokens, device=x.device)  # (S + T,)
+    blocked = key_pos[None, :] > query_pos[:, None]  # (T, S + T), True = blocked
+    scores = queries @ keys.transpose(2, 3)  # (B, H, T, D) @ (B, H, D, S+T) -> (B, H, T, S+T)
+    weights = att.dropout(masked_softmax(scores / keys.shape[-1] ** 0.5, blocked))
+    context = weights @ values  # (B, H, T, S+T) @ (B, H, S+T, D) -> (B, H, T, D)
+    context = context.transpose(1, 2).contiguous().view(b, num_tokens, att.d_out)  # (B, T, C)
+    out: Tensor = att.out_proj(context)  # (B, T, C)
+    return out
+
+
+def _split(t: Tensor, num_heads: int) -> Tensor:
+    b, num_tokens, c = t.shape
+    t = t.view(b, num_tokens, num_heads, c // num_heads)  # (B, T, C) -> (B, T, H, D)
+    return t.transpose(1, 2)  # (B, H, T, D)
+
+
+class TransformerBlock(nn.Module):
+    """One pre-norm transformer block: attention, then feed-forward.
+
+    ``x = x + drop(att(norm1(x)))``, then ``x = x + drop(ff(norm2(x)))``: each
+    sub-layer sees a normalised input and adds its result to a shortcut.
+
+    Args:
+        cfg: A :class:`GPTConfig` or the book's dict.
+
+    Attributes:
+        att: :class:`attention.MultiHeadAttention` (C -> C, H heads, causal).
+        ff: :class:`FeedForward`.
+        norm1: :class:`LayerNorm` before attention.
+        norm2: :class:`LayerNorm` before the feed-forward network.
+        drop_shortcut: ``nn.Dropout`` on each sub-layer's output.
+
+    Example:
+        >>> cfg = GPTConfig(context_length=4, emb_dim=8, n_heads=2)
+        >>> TransformerBlock(cfg)(torch.rand(2, 4, 8)).shape
+        torch.Size([2, 4, 8])
+    """
+
+    def __init__(self, cfg: GPTConfig | Mapping[str, object]) -> None:
+        super().__init__()
+        c = as_config(cfg)
+        self.att = MultiHeadAttention(
+            d_in=c.emb_dim,
+            d_out=c.emb_dim,
+            context_length=c.context_length,
+            dropout=c.drop_rate,
+            num_heads=c.n_heads,
+            qkv_bias=c.qkv_bias,
+        )
+        self.ff = FeedForward(c)
+        self.norm1 = LayerNorm(c.emb_dim)
+        self.norm2 = LayerNorm(c.emb_dim)
+        self.drop_shortcut = nn.Dropout(c.drop_rate)
+
+    def forward(self, x: Tensor, *, kv: LayerKV | None = None) -> Tensor:
+        """Run the block on ``x``.
+
+        Args:
+            x: Tensor of shape (B, T, C).
+            kv: This layer's cache; when given, ``x`` holds only the new tokens
+                and attends to the cached ones too. Default: ``None``.
+
+        Returns:
+            Tensor of shape (B, T, C).
+        """
+        shortcut = x
+        x = self.norm1(x)  # (B, T, C)
+        x = self.att(x) if kv is None else cached_attention(self.att, x, kv)  # (B, T, C)
+        x = self.drop_shortcut(x) + shortcut
+
+        shortcut = x
+        x = self.ff(self.norm2(x))  # (B, T, C)
+        out: Tensor = self.drop_shortcut(x) + shortcut
+        return out
+
+
+class GPTModel(nn.Module):
+    """A GPT: embeddings, transformer blocks, a final norm and the output head.
+
+    ``logits = out_head(final_norm(blocks(drop(tok_emb[idx] + pos_emb[0..T-1]))))``.
+
+    Args:
+        cfg: A :class:`GPTConfig` or the book's dict (``GPT_CONFIG_124M``).
+
+    Attributes:
+        cfg: The :class:`GPTConfig`.
+        tok_emb: ``nn.Embedding(vocab_size, C)``, one vector per token id.
+        pos_emb: ``nn.Embedding(context_length, C)``, one vector per position.
+        drop_emb: ``nn.Dropout`` on the summed embeddings.
+        trf_blocks: ``nn.Sequential`` of ``n_layers`` :class:`TransformerBlock`.
+        final_norm: :class:`LayerNorm` after the last block.
+        out_head: ``nn.Linear(C, vocab_size, bias=False)``, logits per token id.
+
+    Example:
+        >>> cfg = GPTConfig(vocab_size=10, context_length=4, emb_dim=8, n_heads=2, n_layers=1)
+        >>> GPTModel(cfg)(torch.tensor([[1, 2, 3]])).shape
+        torch.Size([1, 3, 10])
+    """
+
+    def __init__(self, cfg: GPTConfig | Mapping[str, object]) -> None:
+        super().__init__()
+        self.cfg = c = as_config(cfg)
+        self.tok_emb = nn.Embedding(c.vocab_size, c.emb_dim)
+        self.pos_emb = nn.Embedding(c.context_length, c.emb_dim)
+        self.drop_emb = nn.Dropout(c.drop_rate)
+        self.trf_blocks = nn.Sequential(*[TransformerBlock(c) for _ in range(c.n_layers)])
+        self.final_norm = LayerNorm(c.emb_dim)
+        self.out_head = nn.Linear(c.emb_dim, c.vocab_size, bias=False)
+
+    def forward(self, in_idx: Tensor, *, cache: KVCache | None = None) -> Tensor:
+        """Logits for the next token after every position of ``in_idx``.
+
+        Args:
+            in_idx: Token ids, integer tensor of shape (B, T), each in
+                [0, vocab_size).
+            cache: A :class:`KVCache`. When given, ``in_idx`` holds only the
+                tokens after the S already cached; they take positions S to
+                S + T - 1 and the cache grows by T. Default: ``None``.
+
+        Returns:
+            Logits, shape (B, T, vocab_size).
+        """
+        past = 0 if cache is None else cache.length
+        idx = self._check_ids(in_idx, past)
+        b, num_tokens = idx.shape
+        if cache is not None:
+            if cache.batch not in (None, b):
+                raise ValueError(
+                    f"in_idx has batch size {b}, but the cache holds batch size {cache.batch}"
+                )
+            if not cache.layers:
+                cache.layers = [LayerKV() for _ in self.trf_blocks]
+        positions = torch.arange(past, past + num_tokens, device=idx.device)  # (T,)
+        x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, C) + (T, C) -> (B, T, C)
+        x = self.drop_emb(x)
+        for i, block in enumerate(self.trf_blocks):
+            x = block(x, kv=None if cache is None else cache.layers[i])  # (B, T, C)
+        if cache is not None:
+            cache.length, cache.batch = past + num_tokens, b
+        x = self.final_norm(x)  # (B, T, C)
+        logits: Tensor = self.out_head(x)  # (B, T, C) @ (C, V) -> (B, T, V)
+        return logits
+
+    def _check_ids(self, in_idx: object, past: int) -> Tensor:
+        idx = _checks.tensor("in_idx", in_idx)
+        if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+            raise TypeError(f"in_idx must hold integer token ids, got dtype {idx.dtype}")
+        if idx.dim() != 2:
+            raise ValueError(
+                f"in_idx must have shape {_GPT_LAYOUT} (2-D), got {idx.dim()} dimensions "
+                f"with shape {tuple(idx.shape)}; add a batch dimension with in_idx[None]"
+            )
+        if idx.shape[1] == 0:
+            raise ValueError("in_idx must hold at least one token, got shape (B, 0)")
+        if idx.device != self.tok_emb.weight.device:
+            raise ValueError(
+                f"in_idx must be on the model's device {self.tok_emb.weight.device}, "
+                f"got {idx.device}"
+            )
+        low, high = int(idx.min()), int(idx.max())
+        if low < 0 or high >= self.cfg.vocab_size:
+            raise ValueError(
+                f"in_idx must hold ids in [0, vocab_size={self.cfg.vocab_size}), "
+                f"got values from {low} to {high}"
+            )
+        if past + idx.shape[1] > self.cfg.context_length:
+            raise ValueError(
+                f"in_idx has {idx.shape[1]} tokens (plus {past} cached), more than "
+                f"context_length={self.cfg.context_length}; keep only the last "
+                f"{self.cfg.context_length - past} tokens"
+            )
+        return idx
+
+
+@torch.no_grad()
+def generate_text_simple(
+    model: nn.Module,
+    idx: Tensor,
+    max_new_tokens: int,
+    context_size: int,
+    *,
+    use_cache: bool = False,
+) -> Tensor:
+    """Greedy generation: append the most likely next token, again and again.
+
+    Each step runs ``argmax(model(idx[:, -context_size:])[:, -1])`` and
+    appends it. The model's mode is left alone: call ``model.eval()`` first,
+    or dropout makes the choices random.
+
+    With ``use_cache=True`` a :class:`KVCache` keeps every layer's keys and
+    values, so each step feeds only the newest token, and the tokens are the
+    same as without it. While the sequence fits in ``context_size`` the cache
+    grows; once it is longer, the window slides, every token's position
+    changes, and each step rebuilds the cache from the last ``context_size``
+    tokens (still exact, but no faster than no cache).
+
+    Args:
+        model: A :class:`GPTModel` (any module mapping (B, T) ids to
+            (B, T, V) logits without the cache).
+        idx: Starting ids, integer tensor of shape (B, T).
+        max_new_tokens: Number of tokens to append (0 returns ``idx``).
+        context_size: The most tokens the model sees per step.
+        use_cache: Use a key-value cache; needs a :class:`GPTModel`.
+            Default: ``False``.
+
+    Returns:
+        Ids of shape (B, T + max_new_tokens), starting with ``idx``.
+
+    Example:
+        >>> cfg = GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+        >>> model = GPTModel(cfg).eval()
+        >>> generate_text_simple(model, torch.tensor([[1, 2]]), 3, 8).shape
+        torch.Size([1, 5])
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    idx = _checks.tensor("idx", idx)
+    if idx.dim() != 2:
+        raise ValueError(
+            f"idx must have shape {_GPT_LAYOUT} (2-D), got {idx.dim()} dimensions "
+            f"with shape {tuple(idx.shape)}"
+        )
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise TypeError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens}")
+    _checks.positive_int("context_size", context_size)
+    _checks.flag("use_cache", use_cache)
+    if use_cache and not isinstance(model, GPTModel):
+        raise TypeError(f"use_cache=True needs a GPTModel, got {type(model).__name__}")
+
+    cache: KVCache | None = None
+    for _ in range(max_new_tokens):
+        window = idx[:, -context_size:]  # (B, T') with T' <= context_size
+        if not use_cache:
+            logits = model(window)  # (B, T', V)
+        elif cache is None or idx.shape[1] > context_size:
+            cache = KVCache()  # first step, or the window slid: positions changed
+            logits = model(window, cache=cache)  # (B, T', V)
+        else:
+            logits = model(idx[:, cache.length :], cache=cache)  # (B, 1, V)
+        next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (B, V) -> (B, 1)
+        idx = torch.cat((idx, next_id), dim=1)  # (B, T + 1)
+    return idx
+
+
+class DeepNetwork(nn.Module):
+    """The book's five-layer toy network for the shortcut experiment.
+
+    Layer i computes ``y = GELU(W_i x + b_i)``; with shortcuts the layer adds
+    its input, ``x + y``, whenever the shapes agree.
+
+    Args:
+        layer_sizes: Six widths, input first (the book: [3, 3, 3, 3, 3, 1]).
+        use_shortcut: Add each layer's input to its output.
+
+    Attributes:
+        layers: ``nn.ModuleList`` of five ``nn.Sequential(Linear, GELU)``.
+
+    Example:
+        >>> DeepNetwork([3, 3, 3, 3, 3, 1], use_shortcut=True)(torch.ones(1, 3)).shape
+        torch.Size([1, 1])
+    """
+
+    def __init__(self, layer_sizes: Sequence[int], use_shortcut: bool) -> None:
+        super().__init__()
+        sizes = [_checks.positive_int("layer_sizes[i]", s) for s in layer_sizes]
+        if len(sizes) != 6:
+            raise ValueError(f"layer_sizes must hold 6 widths, got {len(sizes)}")
+        self.use_shortcut = _checks.flag("use_shortcut", use_shortcut)
+        self.layers = nn.ModuleList(
+            [nn.Sequential(nn.Linear(a, b), GELU()) for a, b in itertools.pairwise(sizes)]
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Run the five layers.
+
+        Args:
+            x: Tensor of shape (B, layer_sizes[0]).
+
+        Returns:
+            Tensor of shape (B, layer_sizes[-1]).
+        """
+        for layer in self.layers:
+            out = layer(x)  # (B, d_out of the layer)
+            x = x + out if self.use_shortcut and x.shape == out.shape else out
+        return x
+
+
+def weight_gradient_means(model: nn.Module, x: Tensor) -> dict[str, float]:
+    """Mean absolute gradient of every weight matrix after one backward pass.
+
+    The loss is the mean squared error between ``model(x)`` and zeros.
+    Gradients accumulate into ``model``'s parameters, as ``backward`` does.
+
+    Args:
+        model: For example a :class:`DeepNetwork`.
+        x: Its input.
+
+    Returns:
+        ``{name: mean(|grad|)}`` for every parameter whose name contains
+        ``"weight"``, in the model's order.
+
+    Example:
+        >>> torch.manual_seed(123)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> net = DeepNetwork([3, 3, 3, 3, 3, 1], use_shortcut=False)
+        >>> list(weight_gradient_means(net, torch.tensor([[1.0, 0.0, -1.0]])))[0]
+        'layers.0.0.weight'
+    """
+    output = model(x)
+    loss = nn.functional.mse_loss(output, torch.zeros_like(output))
+    loss.backward()  # type: ignore[no-untyped-call]
+    return {
+        name: float(p.grad.abs().mean())
+        for name, p in model.named_parameters()
+        if "weight" in name and p.grad is not None
+    }

@@ -1,0 +1,398 @@
+"""Chapters 9 to 11: the GPT reproduces the book's numbers; the KV cache changes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from attention import MultiHeadAttention
+from attention.gpt import (
+    GELU,
+    DeepNetwork,
+    FeedForward,
+    GPTConfig,
+    GPTModel,
+    KVCache,
+    LayerNorm,
+    TransformerBlock,
+    as_config,
+    generate_text_simple,
+    weight_gradient_means,
+)
+from tests.conftest import random_tensor
+
+BOOK = 1e-4
+TINY = GPTConfig(vocab_size=50, context_length=12, emb_dim=16, n_heads=4, n_layers=2)
+BOOK_DICT = {
+    "vocab_size": 50257,
+    "context_length": 1024,
+    "emb_dim": 768,
+    "n_heads": 12,
+    "n_layers": 12,
+    "drop_rate": 0.1,
+    "qkv_bias": False,
+}
+HELLO_I_AM = [15496, 11, 314, 716]
+# gpt.py main() of the book: seed 123, eval mode, 10 new tokens.
+BOOK_14_IDS = [*HELLO_I_AM, 27018, 24086, 47843, 30961, 42348, 7267, 49706, 43231, 47062, 34657]
+# ch04 In [6]: seed 123, randn(2, 5), then Linear(5, 6) + ReLU.
+BOOK_RELU_OUT = [
+    [0.2260, 0.3470, 0.0000, 0.2216, 0.0000, 0.0000],
+    [0.2133, 0.2394, 0.0000, 0.5198, 0.3297, 0.0000],
+]
+BOOK_RELU_MEAN = [0.1324, 0.2170]
+BOOK_RELU_VAR = [0.0231, 0.0398]  # torch.var's default: unbiased
+BOOK_RELU_NORM = [
+    [0.6159, 1.4126, -0.8719, 0.5872, -0.8719, -0.8719],
+    [-0.0189, 0.1121, -1.0876, 1.5173, 0.5647, -1.0876],
+]
+# ch04 In [19] and In [20]: mean |grad| per weight, seed 123, input [[1, 0, -1]].
+BOOK_GRADS_WITHOUT = [
+    0.00020173587836325169,
+    0.00012011159560643137,
+    0.0007152039906941354,
+    0.0013988736318424344,
+    0.005049645435065031,
+]
+BOOK_GRADS_WITH = [
+    0.22169792652130127,
+    0.20694106817245483,
+    0.32896995544433594,
+    0.2665732204914093,
+    1.3258540630340576,
+]
+
+
+def _close(actual, expected, atol=BOOK) -> bool:
+    return torch.allclose(actual, torch.tensor(expected), atol=atol, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def gpt2_small() -> GPTModel:
+    torch.manual_seed(123)
+    return GPTModel(GPTConfig()).eval()
+
+
+# -- The config ----------------------------------------------------------------
+
+
+def test_config_defaults_are_gpt2_small():
+    assert dataclasses.asdict(GPTConfig()) == BOOK_DICT
+    assert as_config(BOOK_DICT) == GPTConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        GPTConfig().emb_dim = 10  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"emb_dim": 10, "n_heads": 3}, ValueError, r"emb_dim must be divisible by n_heads"),
+        ({"n_layers": 0}, ValueError, r"n_layers must be a positive int, got 0"),
+        ({"vocab_size": 5.0}, TypeError, r"vocab_size must be a positive int, got float"),
+        ({"drop_rate": 1.0}, ValueError, r"drop_rate must be in \[0, 1\), got 1.0"),
+        ({"qkv_bias": 1}, TypeError, r"qkv_bias must be a bool"),
+    ],
+)
+def test_bad_config_values(changes, error, message):
+    with pytest.raises(error, match=message):
+        GPTConfig(**changes)
+
+
+def test_bad_config_dicts():
+    with pytest.raises(ValueError, match=r"missing \['qkv_bias'\] and unknown \['ctx_len'\]"):
+        as_config({**{k: v for k, v in BOOK_DICT.items() if k != "qkv_bias"}, "ctx_len": 4})
+    with pytest.raises(TypeError, match=r"cfg must be a GPTConfig or a dict, got list"):
+        GPTModel([1, 2])  # type: ignore[arg-type]
+
+
+# -- GPT-2 small, seeded: the book's published numbers ------------------------
+
+
+def test_gpt2_small_parameter_counts(gpt2_small):
+    total = sum(p.numel() for p in gpt2_small.parameters())
+    head = sum(p.numel() for p in gpt2_small.out_head.parameters())
+    assert total == 163_009_536
+    assert total - head == 124_412_160
+    assert gpt2_small.out_head.weight.shape == gpt2_small.tok_emb.weight.shape == (50257, 768)
+
+
+def test_gpt2_small_greedy_generation_gives_the_books_14_ids(gpt2_small):
+    out = generate_text_simple(gpt2_small, torch.tensor([HELLO_I_AM]), 10, 1024)
+    assert out.tolist() == [BOOK_14_IDS]
+
+
+def test_parameters_are_created_in_the_books_order():
+    model = GPTModel({**dataclasses.asdict(TINY), "n_layers": 1})
+    assert [name for name, _ in model.named_parameters()] == [
+        "tok_emb.weight",
+        "pos_emb.weight",
+        "trf_blocks.0.att.W_query.weight",
+        "trf_blocks.0.att.W_key.weight",
+        "trf_blocks.0.att.W_value.weight",
+        "trf_blocks.0.att.out_proj.weight",
+        "trf_blocks.0.att.out_proj.bias",
+        "trf_blocks.0.ff.layers.0.weight",
+        "trf_blocks.0.ff.layers.0.bias",
+        "trf_blocks.0.ff.layers.2.weight",
+        "trf_blocks.0.ff.layers.2.bias",
+        "trf_blocks.0.norm1.scale",
+        "trf_blocks.0.norm1.shift",
+        "trf_blocks.0.norm2.scale",
+        "trf_blocks.0.norm2.shift",
+        "final_norm.scale",
+        "final_norm.shift",
+        "out_head.weight",
+    ]
+    assert isinstance(model.trf_blocks[0].att, MultiHeadAttention)
+    assert isinstance(model.trf_blocks[0].drop_shortcut, nn.Dropout)
+
+
+def test_a_dict_and_a_config_give_the_same_seeded_model():
+    torch.manual_seed(5)
+    a = GPTModel(TINY)
+    torch.manual_seed(5)
+    b = GPTModel(dataclasses.asdict(TINY))
+    for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert na == nb
+        assert torch.equal(pa, pb)
+
+
+# -- Layer norm ---------------------------------------------------------------
+
+
+def test_layer_norm_book_numbers():
+    torch.manual_seed(123)
+    batch_example = torch.randn(2, 5)
+    out = nn.Sequential(nn.Linear(5, 6), nn.ReLU())(batch_example)
+    assert _close(out, BOOK_RELU_OUT)
+    mean, var = out.mean(dim=-1, keepdim=True), out.var(dim=-1, keepdim=True)
+    assert _close(mean.squeeze(-1), BOOK_RELU_MEAN)
+    assert _close(var.squeeze(-1), BOOK_RELU_VAR)
+    assert _close((out - mean) / var.sqrt(), BOOK_RELU_NORM)
+
+    out_ln = LayerNorm(emb_dim=5)(batch_example)
+    assert out_ln.mean(dim=-1).abs().max() < 1e-6
+    assert _close(out_ln.var(dim=-1, unbiased=False), [1.0, 1.0])
+
+
+def test_layer_norm_matches_torch():
+    x = random_tensor(0, 3, 4, 8) * 3 + 1
+    ours = LayerNorm(8)
+    with torch.no_grad():
+        ours.scale.copy_(random_tensor(1, 8))
+        ours.shift.copy_(random_tensor(2, 8))
+    ref = nn.LayerNorm(8, eps=1e-5)
+    with torch.no_grad():
+        ref.weight.copy_(ours.scale)
+        ref.bias.copy_(ours.shift)
+    assert torch.allclose(ours(x), ref(x), atol=1e-6)
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    width=st.integers(2, 32),
+    offset=st.floats(-100, 100),
+    spread=st.floats(0.5, 50),
+)
+def test_layer_norm_gives_zero_mean_unit_variance(seed, width, offset, spread):
+    x = random_tensor(seed, 3, width) * spread + offset
+    v = x.var(dim=-1, unbiased=False)
+    assume(bool((v > 1e-2).all()))  # eps matters only for near-constant vectors
+    y = LayerNorm(width)(x)
+    assert y.mean(dim=-1).abs().max() < 1e-4
+    assert torch.allclose(y.var(dim=-1, unbiased=False), v / (v + 1e-5), atol=1e-4)
+    # only the vector's shape matters, not its offset or size
+    assert torch.allclose(LayerNorm(width)(x * 2 + 7), y, atol=1e-3)
+
+
+def test_layer_norm_of_a_constant_vector_is_the_shift():
+    ln = LayerNorm(4)
+    with torch.no_grad():
+        ln.shift.fill_(0.5)
+    assert torch.equal(ln(torch.full((1, 4), 3.0)), torch.full((1, 4), 0.5))
+
+
+# -- GELU, feed-forward, shortcuts ------------------------------------------
+
+
+def test_gelu_is_pytorchs_tanh_gelu():
+    x = torch.linspace(-6, 6, 101)
+    assert torch.allclose(GELU()(x), F.gelu(x, approximate="tanh"), atol=1e-6)
+    assert GELU()(torch.tensor(0.0)) == 0
+    assert GELU()(torch.tensor(-0.5)) < 0  # small negative inputs get through, unlike ReLU
+
+
+def test_feed_forward_expands_four_times():
+    ff = FeedForward(TINY)
+    assert [type(m) for m in ff.layers] == [nn.Linear, GELU, nn.Linear]
+    assert ff.layers[0].weight.shape == (64, 16)
+    assert ff.layers[2].weight.shape == (16, 64)
+    assert ff(random_tensor(0, 2, 3, 16)).shape == (2, 3, 16)
+
+
+@pytest.mark.parametrize(
+    ("use_shortcut", "expected"), [(False, BOOK_GRADS_WITHOUT), (True, BOOK_GRADS_WITH)]
+)
+def test_shortcut_gradients_book_numbers(use_shortcut, expected):
+    torch.manual_seed(123)
+    net = DeepNetwork([3, 3, 3, 3, 3, 1], use_shortcut=use_shortcut)
+    grads = weight_gradient_means(net, torch.tensor([[1.0, 0.0, -1.0]]))
+    assert list(grads) == [f"layers.{i}.0.weight" for i in range(5)]
+    assert torch.allclose(torch.tensor(list(grads.values())), torch.tensor(expected), rtol=1e-4)
+
+
+def test_transformer_block_is_pre_norm_with_shortcuts():
+    torch.manual_seed(0)
+    block = TransformerBlock(TINY).eval()
+    x = random_tensor(1, 2, 5, 16)
+    h = x + block.att(block.norm1(x))
+    assert torch.allclose(block(x), h + block.ff(block.norm2(h)), atol=1e-6)
+    assert block(x).shape == (2, 5, 16)
+
+
+def test_gpt_forward_is_the_books_composition():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    idx = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    x = model.tok_emb(idx) + model.pos_emb(torch.arange(4))
+    expected = model.out_head(model.final_norm(model.trf_blocks(x)))
+    assert torch.allclose(model(idx), expected, atol=1e-6)
+
+
+def test_generation_is_causal_so_appending_does_not_change_earlier_logits():
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    short = model(torch.tensor([[3, 1, 4]]))
+    longer = model(torch.tensor([[3, 1, 4, 1, 5]]))
+    assert torch.allclose(short, longer[:, :3], atol=1e-5)
+
+
+# -- The KV cache ---------------------------------------------------------------
+
+
+@settings(max_examples=10)
+@given(
+    seed=st.integers(0, 2**16),
+    heads=st.sampled_from([1, 2, 4]),
+    layers=st.integers(1, 2),
+    prompt=st.integers(1, 5),
+    batch=st.integers(1, 3),
+    qkv_bias=st.booleans(),
+)
+def test_kv_cache_gives_the_same_tokens(seed, heads, layers, prompt, batch, qkv_bias):
+    cfg = dataclasses.replace(TINY, n_heads=heads, n_layers=layers, qkv_bias=qkv_bias)
+    torch.manual_seed(seed)
+    model = GPTModel(cfg).eval()
+    idx = torch.randint(
+        0, cfg.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(seed)
+    )
+    plain = generate_text_simple(model, idx, 6, cfg.context_length)
+    cached = generate_text_simple(model, idx, 6, cfg.context_length, use_cache=True)
+    assert torch.equal(plain, cached)
+    assert torch.equal(plain[:, :prompt], idx)
+
+
+@pytest.mark.parametrize("context_size", [4, 7, 12])
+def test_kv_cache_when_the_window_slides(context_size):
+    """Past context_size tokens, the cache is rebuilt from the window at each step."""
+    torch.manual_seed(1)
+    model = GPTModel(TINY).eval()
+    idx = torch.tensor([[7, 3, 9]])
+    plain = generate_text_simple(model, idx, 15, context_size)
+    cached = generate_text_simple(model, idx, 15, context_size, use_cache=True)
+    assert plain.shape == (1, 18)
+    assert torch.equal(plain, cached)
+
+
+def test_cached_forward_in_pieces_equals_the_full_forward():
+    torch.manual_seed(2)
+    model = GPTModel(TINY).eval()
+    idx = torch.tensor([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]])
+    full = model(idx)
+    cache = KVCache()
+    pieces = [model(idx[:, :3], cache=cache), model(idx[:, 3:4], cache=cache)]
+    pieces.append(model(idx[:, 4:], cache=cache))
+    assert cache.length == 7
+    assert all(layer.length == 7 for layer in cache.layers)
+    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
+
+
+def test_generating_zero_tokens_returns_the_input():
+    model = GPTModel(TINY).eval()
+    idx = torch.tensor([[1, 2]])
+    assert torch.equal(generate_text_simple(model, idx, 0, 12, use_cache=True), idx)
+
+
+# -- Errors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("idx", "error", "message"),
+    [
+        (torch.tensor([[1.0, 2.0]]), TypeError, r"in_idx must hold integer token ids, got dtype"),
+        (torch.tensor([[True]]), TypeError, r"in_idx must hold integer token ids"),
+        (torch.tensor([1, 2]), ValueError, r"in_idx must have shape \(B, T\) .*got 1 dimensions"),
+        (
+            torch.tensor([[1, 50]]),
+            ValueError,
+            r"ids in \[0, vocab_size=50\), got values from 1 to 50",
+        ),
+        (torch.tensor([[-1, 2]]), ValueError, r"got values from -1 to 2"),
+        (torch.zeros(1, 13, dtype=torch.long), ValueError, r"13 tokens .*context_length=12"),
+        (torch.zeros(1, 0, dtype=torch.long), ValueError, r"at least one token"),
+        ([[1, 2]], TypeError, r"in_idx must be a torch.Tensor, got list"),
+    ],
+)
+def test_bad_token_ids(idx, error, message):
+    with pytest.raises(error, match=message):
+        GPTModel(TINY)(idx)
+
+
+def test_cache_overflow_and_batch_mismatch():
+    model = GPTModel(TINY).eval()
+    cache = KVCache()
+    model(torch.zeros(2, 10, dtype=torch.long), cache=cache)
+    with pytest.raises(
+        ValueError, match=r"3 tokens \(plus 10 cached\), more than context_length=12"
+    ):
+        model(torch.zeros(2, 3, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match=r"batch size 1, but the cache holds batch size 2"):
+        model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"max_new_tokens": -1}, ValueError, r"max_new_tokens must be an int >= 0, got -1"),
+        ({"max_new_tokens": 2.0}, TypeError, r"max_new_tokens must be an int >= 0"),
+        ({"context_size": 0}, ValueError, r"context_size must be a positive int, got 0"),
+        ({"use_cache": "yes"}, TypeError, r"use_cache must be a bool"),
+        ({"idx": torch.tensor([1, 2])}, ValueError, r"idx must have shape \(B, T\)"),
+    ],
+)
+def test_bad_generation_arguments(kwargs, error, message):
+    args = {"idx": torch.tensor([[1, 2]]), "max_new_tokens": 2, "context_size": 12, **kwargs}
+    with pytest.raises(error, match=message):
+        generate_text_simple(GPTModel(TINY), **args)
+
+
+def test_cache_needs_a_gpt_model():
+    with pytest.raises(TypeError, match=r"use_cache=True needs a GPTModel, got Linear"):
+        generate_text_simple(nn.Linear(2, 2), torch.tensor([[1]]), 1, 4, use_cache=True)
+
+
+def test_bad_layer_inputs():
+    with pytest.raises(ValueError, match=r"x must have last dimension emb_dim=8, got 5"):
+        LayerNorm(8)(torch.rand(2, 5))
+    with pytest.raises(TypeError, match=r"x must be a floating-point tensor"):
+        GELU()(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"eps must be a positive float, got 0"):
+        LayerNorm(8, eps=0)
+    with pytest.raises(ValueError, match=r"layer_sizes must hold 6 widths, got 3"):
+        DeepNetwork([3, 3, 1], use_shortcut=True)
