@@ -1,0 +1,159 @@
+"""Chapter 13: tiled, online-softmax attention equals the formula and the fused kernel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from attention.flash import flash_attention, reference_attention
+from tests.conftest import random_tensor
+
+
+def _qkv(seed: int, b: int, h: int, t_q: int, t_k: int, d: int, dtype=torch.float32):
+    q = random_tensor(seed, b, h, t_q, d, dtype=dtype)
+    k = random_tensor(seed + 1, b, h, t_k, d, dtype=dtype)
+    v = random_tensor(seed + 2, b, h, t_k, d, dtype=dtype)
+    return q, k, v
+
+
+def _sdpa_bottom_right(q, k, v, causal):
+    """SDPA with the causal mask aligned at the bottom right (True = may attend)."""
+    if not causal:
+        return F.scaled_dot_product_attention(q, k, v)
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    allowed = torch.ones(t_q, t_k, dtype=torch.bool).tril(diagonal=t_k - t_q)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    ("t", "d", "block_size"),
+    [(1, 8, 4), (7, 8, 4), (8, 8, 4), (37, 16, 8), (64, 3, 16), (20, 32, 128)],
+)
+def test_the_three_agree(dtype, causal, t, d, block_size):
+    q, k, v = _qkv(0, 2, 3, t, t, d, dtype)
+    sdpa = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    flash = flash_attention(q, k, v, causal=causal, block_size=block_size)
+    ref = reference_attention(q, k, v, causal=causal)
+    assert flash.shape == (2, 3, t, d)
+    assert flash.dtype == dtype
+    torch.testing.assert_close(flash, sdpa, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ref, sdpa, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("t_q", "t_k"), [(1, 1), (1, 9), (3, 10), (5, 17), (16, 16)])
+def test_fewer_queries_than_keys_align_bottom_right(causal, t_q, t_k):
+    q, k, v = _qkv(1, 1, 2, t_q, t_k, 8)
+    expected = _sdpa_bottom_right(q, k, v, causal)
+    torch.testing.assert_close(flash_attention(q, k, v, causal=causal, block_size=4), expected)
+    torch.testing.assert_close(reference_attention(q, k, v, causal=causal), expected)
+
+
+def test_last_rows_of_causal_attention_are_a_cache_step():
+    """Attending with the last 3 queries gives the last 3 rows of full causal attention."""
+    q, k, v = _qkv(2, 1, 2, 12, 12, 8)
+    full = flash_attention(q, k, v, causal=True, block_size=4)
+    step = flash_attention(q[..., -3:, :], k, v, causal=True, block_size=4)
+    torch.testing.assert_close(step, full[..., -3:, :])
+
+
+def test_one_query_one_key_returns_the_value():
+    q, k, v = _qkv(3, 1, 1, 1, 1, 4)
+    assert torch.equal(flash_attention(q, k, v, causal=True), v)
+
+
+def test_value_width_may_differ():
+    q, k, _ = _qkv(4, 1, 2, 9, 9, 8)
+    v = random_tensor(9, 1, 2, 9, 5)
+    out = flash_attention(q, k, v, causal=True, block_size=4)
+    assert out.shape == (1, 2, 9, 5)
+    torch.testing.assert_close(out, reference_attention(q, k, v, causal=True))
+
+
+def test_large_scores_do_not_overflow():
+    """The running maximum keeps exp() in range, as the stable softmax does."""
+    q, k, v = _qkv(5, 1, 1, 20, 20, 4)
+    out = flash_attention(q * 300, k * 300, v, causal=True, block_size=8)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, reference_attention(q * 300, k * 300, v, causal=True))
+
+
+def test_golden_value_seed_0():
+    q, k, v = _qkv(0, 1, 1, 5, 5, 4)
+    out = flash_attention(q, k, v, causal=True, block_size=2)
+    assert out[0, 0, 0].tolist() == v[0, 0, 0].tolist()  # the first token sees only itself
+    assert out.sum().item() == pytest.approx(-3.848913, abs=1e-5)  # SDPA gives the same
+
+
+def test_gradients_pass_gradcheck():
+    q, k, v = (t.requires_grad_() for t in _qkv(6, 1, 2, 5, 5, 3, torch.float64))
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: flash_attention(q, k, v, causal=True, block_size=2), (q, k, v)
+    )
+
+
+def test_gradients_equal_the_reference():
+    q, k, v = (t.requires_grad_() for t in _qkv(7, 1, 2, 9, 9, 4, torch.float64))
+    flash_attention(q, k, v, causal=True, block_size=4).square().sum().backward()
+    flash_grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    reference_attention(q, k, v, causal=True).square().sum().backward()
+    for mine, theirs in zip(flash_grads, (q.grad, k.grad, v.grad), strict=True):
+        torch.testing.assert_close(mine, theirs)
+
+
+@given(
+    t=st.integers(1, 24),
+    block_size=st.integers(1, 10),
+    causal=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_block_size_does_not_change_the_result(t, block_size, causal, seed):
+    q, k, v = _qkv(seed, 1, 1, t, t, 4, torch.float64)
+    expected = reference_attention(q, k, v, causal=causal)
+    torch.testing.assert_close(
+        flash_attention(q, k, v, causal=causal, block_size=block_size), expected
+    )
+
+
+@given(shift=st.floats(-50, 50), seed=st.integers(0, 1000))
+def test_adding_a_constant_to_the_keys_along_the_query_does_not_matter(shift, seed):
+    """Scores of one query all move by the same amount: the softmax ignores it."""
+    q, k, v = _qkv(seed, 1, 1, 1, 6, 4, torch.float64)
+    direction = q / q.square().sum() * 4**0.5  # q . direction = sqrt(D), so scores move by shift
+    out = flash_attention(q, k + shift * direction, v, block_size=2)
+    torch.testing.assert_close(out, flash_attention(q, k, v, block_size=2))
+
+
+def test_rejects_bad_input():
+    q, k, v = _qkv(8, 1, 2, 4, 4, 8)
+    with pytest.raises(ValueError, match=r"q must have shape \(B, H, T, D\).*got 3 dimensions"):
+        flash_attention(q[0], k, v)
+    with pytest.raises(TypeError, match=r"k must be a torch\.Tensor, got list"):
+        flash_attention(q, [1.0], v)
+    with pytest.raises(TypeError, match="v must be a floating-point tensor"):
+        flash_attention(q, k, v.long())
+    with pytest.raises(TypeError, match="k must have the dtype of q"):
+        flash_attention(q, k.double(), v)
+    with pytest.raises(ValueError, match=r"k must have the batch and head sizes \(B, H\) of q"):
+        flash_attention(q, k[:, :1], v)
+    with pytest.raises(ValueError, match="k must have last dimension D"):
+        flash_attention(q, k[..., :4], v)
+    with pytest.raises(ValueError, match="v must have as many tokens as k, T_k=4, got 3"):
+        flash_attention(q, k, v[..., :3, :])
+    with pytest.raises(ValueError, match="causal=True needs T_q <= T_k"):
+        flash_attention(q, k[..., :2, :], v[..., :2, :], causal=True)
+    with pytest.raises(ValueError, match="at least one token"):
+        reference_attention(q[..., :0, :], k, v)
+    with pytest.raises(TypeError, match="causal must be a bool, got int 1"):
+        flash_attention(q, k, v, causal=1)
+    with pytest.raises(ValueError, match="block_size must be a positive int, got 0"):
+        flash_attention(q, k, v, block_size=0)
+    with pytest.raises(TypeError, match="block_size must be a positive int, got float"):
+        flash_attention(q, k, v, block_size=2.0)
