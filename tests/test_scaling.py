@@ -155,7 +155,7 @@ def test_cuda_matches_its_own_seed():
         ({"d_ks": [4], "num_tokens": 1}, ValueError, r"num_tokens must be at least 2.*got 1"),
         ({"d_ks": [4], "num_sequences": 0}, ValueError, r"num_sequences must be .*got 0"),
         ({"d_ks": [4], "seed": -1}, ValueError, r"seed must be an int >= 0, got -1"),
-        ({"d_ks": [4], "seed": True}, ValueError, r"seed must be an int >= 0, got True"),
+        ({"d_ks": [4], "seed": True}, TypeError, r"seed must be an int >= 0, got bool True"),
     ],
 )
 def test_experiment_rejects_bad_input(kwargs, error, message):

@@ -24,6 +24,24 @@ def positive_int(name: str, value: object) -> int:
     return value
 
 
+def non_negative_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an ``int`` (not a ``bool``) >= 0, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 0, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value}")
+    return value
+
+
+def positive_number(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__} {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    return float(value)
+
+
 def probability(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a number in [0, 1), else raise.
 

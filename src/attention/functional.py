@@ -31,8 +31,7 @@ def causal_mask(num_tokens: int, *, device: torch.device | str | None = None) ->
                 [0, 0, 1],
                 [0, 0, 0]], dtype=torch.int32)
     """
-    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
-        raise ValueError(f"num_tokens must be an int >= 0, got {num_tokens!r}")
+    _checks.non_negative_int("num_tokens", num_tokens)
     ones = torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=device)
     return torch.triu(ones, diagonal=1)
 

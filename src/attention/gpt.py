@@ -511,10 +511,7 @@ def generate_text_simple(
             f"idx must have shape {_GPT_LAYOUT} (2-D), got {idx.dim()} dimensions "
             f"with shape {tuple(idx.shape)}"
         )
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-        raise TypeError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens}")
+    _checks.non_negative_int("max_new_tokens", max_new_tokens)
     _checks.positive_int("context_size", context_size)
     _checks.flag("use_cache", use_cache)
     if use_cache and not isinstance(model, GPTModel):

@@ -393,10 +393,8 @@ def train_induction(
             f"need 2 <= min_length <= max_length <= context_length // 2, got min_length={low}, "
             f"max_length={high}, context_length={cfg.context_length}"
         )
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    _checks.positive_number("lr", lr)
+    _checks.non_negative_int("seed", seed)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -370,10 +370,8 @@ def train(
     if not sizes:
         raise ValueError("lengths must hold at least one length, got an empty sequence")
     n_steps = _checks.positive_int("steps", steps)
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    _checks.positive_number("lr", lr)
+    _checks.non_negative_int("seed", seed)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -181,8 +181,7 @@ def scaling_experiment(
         raise ValueError(
             f"num_tokens must be at least 2 (one key always gets weight 1), got {tokens}"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    _checks.non_negative_int("seed", seed)
 
     points = []
     for d_k in widths:
