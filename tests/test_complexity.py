@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
@@ -15,7 +14,6 @@ from attention.complexity import (
     generation_step_macs,
     kv_cache_bytes,
     linear_macs_per_token,
-    peak_tensor_bytes,
     score_matrix_bytes,
     score_matrix_entries,
 )
@@ -120,38 +118,6 @@ def test_cache_turns_quadratic_steps_into_linear_ones():
     assert long > 500 * cached_long
 
 
-def test_peak_bytes_of_one_allocation():
-    assert peak_tensor_bytes(lambda: torch.empty(250)) == 1000
-    assert peak_tensor_bytes(lambda: torch.empty(250, dtype=torch.float64)) == 2000
-
-
-def test_peak_bytes_counts_live_tensors_not_freed_ones():
-    def one_at_a_time():
-        for _ in range(10):
-            torch.ones(100)
-
-    def all_kept():
-        return [torch.ones(100) for _ in range(10)]
-
-    assert peak_tensor_bytes(one_at_a_time) == 400
-    assert peak_tensor_bytes(all_kept) == 4000
-
-
-def test_peak_bytes_ignores_views_and_in_place_ops_on_inputs():
-    x = torch.zeros(100)
-    assert peak_tensor_bytes(lambda: x.view(10, 10).add_(1)) == 0
-
-
-def test_peak_bytes_sees_the_score_matrix_and_its_absence():
-    q, k, v = (random_tensor(s, 1, 2, 256, 8) for s in range(3))
-    scores = 2 * score_matrix_bytes(256)  # two heads
-    with torch.no_grad():
-        naive = peak_tensor_bytes(lambda: reference_attention(q, k, v, causal=True))
-        tiled = peak_tensor_bytes(lambda: flash_attention(q, k, v, causal=True, block_size=32))
-    assert naive >= 2 * scores  # scores and weights are alive together
-    assert tiled < scores // 4
-
-
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
@@ -196,7 +162,6 @@ def test_peak_bytes_sees_the_score_matrix_and_its_absence():
             TypeError,
             "use_cache must be a bool, got int 1",
         ),
-        (lambda: peak_tensor_bytes(3), TypeError, "fn must be a function of no arguments, got int"),
     ],
 )
 def test_rejects_bad_input(call, error, match):

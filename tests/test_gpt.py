@@ -7,23 +7,20 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch import nn
 
 from attention import MultiHeadAttention
 from attention.gpt import (
     GELU,
-    DeepNetwork,
     FeedForward,
     GPTConfig,
     GPTModel,
-    KVCache,
     LayerNorm,
     TransformerBlock,
     as_config,
     generate_text_simple,
-    weight_gradient_means,
 )
 from tests.conftest import random_tensor
 
@@ -51,21 +48,6 @@ BOOK_RELU_VAR = [0.0231, 0.0398]  # torch.var's default: unbiased
 BOOK_RELU_NORM = [
     [0.6159, 1.4126, -0.8719, 0.5872, -0.8719, -0.8719],
     [-0.0189, 0.1121, -1.0876, 1.5173, 0.5647, -1.0876],
-]
-# ch04 In [19] and In [20]: mean |grad| per weight, seed 123, input [[1, 0, -1]].
-BOOK_GRADS_WITHOUT = [
-    0.00020173587836325169,
-    0.00012011159560643137,
-    0.0007152039906941354,
-    0.0013988736318424344,
-    0.005049645435065031,
-]
-BOOK_GRADS_WITH = [
-    0.22169792652130127,
-    0.20694106817245483,
-    0.32896995544433594,
-    0.2665732204914093,
-    1.3258540630340576,
 ]
 
 
@@ -236,17 +218,6 @@ def test_feed_forward_expands_four_times():
     assert ff(random_tensor(0, 2, 3, 16)).shape == (2, 3, 16)
 
 
-@pytest.mark.parametrize(
-    ("use_shortcut", "expected"), [(False, BOOK_GRADS_WITHOUT), (True, BOOK_GRADS_WITH)]
-)
-def test_shortcut_gradients_book_numbers(use_shortcut, expected):
-    torch.manual_seed(123)
-    net = DeepNetwork([3, 3, 3, 3, 3, 1], use_shortcut=use_shortcut)
-    grads = weight_gradient_means(net, torch.tensor([[1.0, 0.0, -1.0]]))
-    assert list(grads) == [f"layers.{i}.0.weight" for i in range(5)]
-    assert torch.allclose(torch.tensor(list(grads.values())), torch.tensor(expected), rtol=1e-4)
-
-
 def test_transformer_block_is_pre_norm_with_shortcuts():
     torch.manual_seed(0)
     block = TransformerBlock(TINY).eval()
@@ -271,62 +242,6 @@ def test_generation_is_causal_so_appending_does_not_change_earlier_logits():
     short = model(torch.tensor([[3, 1, 4]]))
     longer = model(torch.tensor([[3, 1, 4, 1, 5]]))
     assert torch.allclose(short, longer[:, :3], atol=1e-5)
-
-
-# -- The KV cache ---------------------------------------------------------------
-
-
-@settings(max_examples=10)
-@given(
-    seed=st.integers(0, 2**16),
-    heads=st.sampled_from([1, 2, 4]),
-    layers=st.integers(1, 2),
-    prompt=st.integers(1, 5),
-    batch=st.integers(1, 3),
-    qkv_bias=st.booleans(),
-)
-def test_kv_cache_gives_the_same_tokens(seed, heads, layers, prompt, batch, qkv_bias):
-    cfg = dataclasses.replace(TINY, n_heads=heads, n_layers=layers, qkv_bias=qkv_bias)
-    torch.manual_seed(seed)
-    model = GPTModel(cfg).eval()
-    idx = torch.randint(
-        0, cfg.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(seed)
-    )
-    plain = generate_text_simple(model, idx, 6, cfg.context_length)
-    cached = generate_text_simple(model, idx, 6, cfg.context_length, use_cache=True)
-    assert torch.equal(plain, cached)
-    assert torch.equal(plain[:, :prompt], idx)
-
-
-@pytest.mark.parametrize("context_size", [4, 7, 12])
-def test_kv_cache_when_the_window_slides(context_size):
-    """Past context_size tokens, the cache is rebuilt from the window at each step."""
-    torch.manual_seed(1)
-    model = GPTModel(TINY).eval()
-    idx = torch.tensor([[7, 3, 9]])
-    plain = generate_text_simple(model, idx, 15, context_size)
-    cached = generate_text_simple(model, idx, 15, context_size, use_cache=True)
-    assert plain.shape == (1, 18)
-    assert torch.equal(plain, cached)
-
-
-def test_cached_forward_in_pieces_equals_the_full_forward():
-    torch.manual_seed(2)
-    model = GPTModel(TINY).eval()
-    idx = torch.tensor([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]])
-    full = model(idx)
-    cache = KVCache()
-    pieces = [model(idx[:, :3], cache=cache), model(idx[:, 3:4], cache=cache)]
-    pieces.append(model(idx[:, 4:], cache=cache))
-    assert cache.length == 7
-    assert all(layer.length == 7 for layer in cache.layers)
-    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
-
-
-def test_generating_zero_tokens_returns_the_input():
-    model = GPTModel(TINY).eval()
-    idx = torch.tensor([[1, 2]])
-    assert torch.equal(generate_text_simple(model, idx, 0, 12, use_cache=True), idx)
 
 
 # -- Errors -----------------------------------------------------------------------
@@ -354,18 +269,6 @@ def test_bad_token_ids(idx, error, message):
         GPTModel(TINY)(idx)
 
 
-def test_cache_overflow_and_batch_mismatch():
-    model = GPTModel(TINY).eval()
-    cache = KVCache()
-    model(torch.zeros(2, 10, dtype=torch.long), cache=cache)
-    with pytest.raises(
-        ValueError, match=r"3 tokens \(plus 10 cached\), more than context_length=12"
-    ):
-        model(torch.zeros(2, 3, dtype=torch.long), cache=cache)
-    with pytest.raises(ValueError, match=r"batch size 1, but the cache holds batch size 2"):
-        model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
@@ -382,11 +285,6 @@ def test_bad_generation_arguments(kwargs, error, message):
         generate_text_simple(GPTModel(TINY), **args)
 
 
-def test_cache_needs_a_gpt_model():
-    with pytest.raises(TypeError, match=r"use_cache=True needs a GPTModel, got Linear"):
-        generate_text_simple(nn.Linear(2, 2), torch.tensor([[1]]), 1, 4, use_cache=True)
-
-
 def test_bad_layer_inputs():
     with pytest.raises(ValueError, match=r"x must have last dimension emb_dim=8, got 5"):
         LayerNorm(8)(torch.rand(2, 5))
@@ -394,5 +292,3 @@ def test_bad_layer_inputs():
         GELU()(torch.tensor([1, 2]))
     with pytest.raises(ValueError, match=r"eps must be a positive float, got 0"):
         LayerNorm(8, eps=0)
-    with pytest.raises(ValueError, match=r"layer_sizes must hold 6 widths, got 3"):
-        DeepNetwork([3, 3, 1], use_shortcut=True)

@@ -17,20 +17,10 @@ Per token and per transformer layer:
 Attention therefore overtakes the linear layers once ``2 T d > 12 d^2``, that
 is once T exceeds ``6 d``.
 
-:func:`peak_tensor_bytes` measures instead of computing: it records every
-tensor that PyTorch operators create while a function runs and reports the
-largest number of bytes alive at once.
+:mod:`attention.memory` measures instead of computing.
 """
 
 from __future__ import annotations
-
-import weakref
-from collections.abc import Callable
-from typing import Any
-
-from torch import Tensor
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from attention import _checks
 
@@ -40,7 +30,6 @@ __all__ = [
     "generation_step_macs",
     "kv_cache_bytes",
     "linear_macs_per_token",
-    "peak_tensor_bytes",
     "score_matrix_bytes",
     "score_matrix_entries",
 ]
@@ -218,77 +207,3 @@ def generation_step_macs(
     if _checks.flag("use_cache", use_cache):
         return layers * (12 * d * d + 2 * t * d) + d * vocab
     return layers * (t * 12 * d * d + d * t * (t + 1)) + t * d * vocab
-
-
-def peak_tensor_bytes(fn: Callable[[], object]) -> int:
-    """Run ``fn()`` and return the most bytes its new tensors held at one time.
-
-    Every tensor returned by a PyTorch operator inside ``fn`` is counted from
-    its creation until the last tensor sharing its storage is freed. Tensors
-    that existed before the call are not counted; buffers a fused kernel
-    allocates internally, outside the operator interface, are invisible.
-    Run ``fn`` under ``torch.no_grad()`` to leave out what autograd would keep.
-
-    Args:
-        fn: A function of no arguments, for example ``lambda: f(q, k, v)``.
-
-    Returns:
-        Peak bytes of live new tensors, an int (the result of ``fn`` included).
-
-    Example:
-        >>> import torch
-        >>> peak_tensor_bytes(lambda: torch.zeros(1000) + 1)
-        8000
-    """
-    if not callable(fn):
-        raise TypeError(f"fn must be a function of no arguments, got {type(fn).__name__}")
-    tracker = _TensorMemory()
-    with tracker:
-        fn()
-    return tracker.peak
-
-
-class _TensorMemory(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torch's base is untyped
-    """Counts the bytes of the storages that operators create while active."""
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.refs: dict[int, int] = {}  # storage address -> live tensors using it
-        self.sizes: dict[int, int] = {}  # storage address -> bytes
-        self.live = 0
-        self.peak = 0
-
-    def _release(self, key: int) -> None:
-        self.refs[key] -= 1
-        if self.refs[key] == 0:
-            self.live -= self.sizes.pop(key)
-            del self.refs[key]
-
-    def __torch_dispatch__(
-        self,
-        func: Any,
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if not isinstance(t, Tensor):
-                continue
-            storage = t.untyped_storage()
-            key = storage.data_ptr()
-            if key == 0:  # an empty tensor owns no memory
-                continue
-            if key not in self.refs:
-                if any(
-                    isinstance(a, Tensor) and a.untyped_storage().data_ptr() == key
-                    for a in tree_leaves((args, kwargs))
-                ):
-                    continue  # an in-place op or a view of an input: nothing new
-                self.refs[key] = 0
-                self.sizes[key] = storage.nbytes()
-                self.live += storage.nbytes()
-                self.peak = max(self.peak, self.live)
-            self.refs[key] += 1
-            weakref.finalize(t, self._release, key)
-        return out

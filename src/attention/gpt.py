@@ -9,27 +9,26 @@ The pieces of chapter 4 of the book, building blocks first:
   shortcut connection);
 * :class:`GPTModel` (embeddings, blocks, final norm, output head);
 * :func:`generate_text_simple`, greedy generation, with an optional
-  key-value cache (:class:`KVCache`) that gives the same tokens.
+  key-value cache (:class:`attention.kv_cache.KVCache`) that gives the same
+  tokens.
 
 Modules are created in the book's order and under the book's attribute names,
 so a seeded model equals the book's and the book's ``state_dict`` loads.
-:class:`DeepNetwork` and :func:`weight_gradient_means` are the book's small
-experiment on shortcut connections.
+The shortcut experiment lives in :mod:`attention.shortcut`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from attention import _checks
-from attention.functional import masked_softmax
+from attention.kv_cache import KVCache, LayerKV, cached_attention
 from attention.multihead import MultiHeadAttention
 
 _GPT_LAYOUT = "(B, T) token ids"
@@ -206,105 +205,6 @@ class FeedForward(nn.Module):
         return out
 
 
-class LayerKV:
-    """The keys and values one attention layer has seen so far.
-
-    Attributes:
-        keys: (B, H, S, D) for the S cached tokens, or ``None`` when empty.
-        values: Likewise.
-    """
-
-    def __init__(self) -> None:
-        self.keys: Tensor | None = None
-        self.values: Tensor | None = None
-
-    @property
-    def length(self) -> int:
-        """S, the number of tokens cached."""
-        return 0 if self.keys is None else self.keys.shape[2]
-
-    def extend(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-        """Append new (B, H, T, D) keys and values; return all (B, H, S + T, D)."""
-        if self.keys is None or self.values is None:
-            self.keys, self.values = keys, values
-        else:
-            self.keys = torch.cat((self.keys, keys), dim=2)  # (B, H, S + T, D)
-            self.values = torch.cat((self.values, values), dim=2)  # (B, H, S + T, D)
-        return self.keys, self.values
-
-
-class KVCache:
-    """Keys and values of every layer, so generation feeds only new tokens.
-
-    Pass one to :meth:`GPTModel.forward`; it fills on the first call and
-    grows by the new tokens on each later call. The positions of the cached
-    tokens are fixed, so a cache is valid only while the sequence it holds
-    starts at position 0 of the model's window.
-
-    Attributes:
-        layers: One :class:`LayerKV` per transformer block.
-        length: S, the number of tokens cached.
-
-    Example:
-        >>> cfg = GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
-        >>> model, cache = GPTModel(cfg).eval(), KVCache()
-        >>> _ = model(torch.tensor([[1, 2, 3]]), cache=cache)
-        >>> _ = model(torch.tensor([[4]]), cache=cache)
-        >>> cache.length
-        4
-    """
-
-    def __init__(self) -> None:
-        self.layers: list[LayerKV] = []
-        self.length = 0
-        self.batch: int | None = None
-
-
-def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
-    """``att`` on new tokens ``x`` that also attend to the cached ones in ``kv``.
-
-    The same maths as ``att(x_all)[:, -T:]`` for the full sequence ``x_all``
-    (its first S tokens cached): queries only for the T new tokens, keys and
-    values for all S + T, and new token i (at position S + i) blocked from
-    keys after it. Uses ``att``'s parameters; ``att`` is not modified.
-
-    Args:
-        att: The block's :class:`attention.MultiHeadAttention`.
-        x: New tokens, shape (B, T, C).
-        kv: The layer's cache; extended in place by the T new keys and values.
-
-    Returns:
-        Output for the new tokens, shape (B, T, C).
-    """
-    b, num_tokens, _ = x.shape
-    past = kv.length
-    if past + num_tokens > att.context_length:
-        raise ValueError(
-            f"the cache holds {past} tokens and x adds {num_tokens}, more than "
-            f"context_length={att.context_length}; start a new KVCache"
-        )
-    queries = _split(att.W_query(x), att.num_heads)  # (B, H, T, D)
-    keys, values = kv.extend(
-        _split(att.W_key(x), att.num_heads),  # (B, H, T, D)
-        _split(att.W_value(x), att.num_heads),  # (B, H, T, D)
-    )  # (B, H, S + T, D) each
-    query_pos = torch.arange(past, past + num_tokens, device=x.device)  # (T,)
-    key_pos = torch.arange(past + num_tokens, device=x.device)  # (S + T,)
-    blocked = key_pos[None, :] > query_pos[:, None]  # (T, S + T), True = blocked
-    scores = queries @ keys.transpose(2, 3)  # (B, H, T, D) @ (B, H, D, S+T) -> (B, H, T, S+T)
-    weights = att.dropout(masked_softmax(scores / keys.shape[-1] ** 0.5, blocked))
-    context = weights @ values  # (B, H, T, S+T) @ (B, H, S+T, D) -> (B, H, T, D)
-    context = context.transpose(1, 2).contiguous().view(b, num_tokens, att.d_out)  # (B, T, C)
-    out: Tensor = att.out_proj(context)  # (B, T, C)
-    return out
-
-
-def _split(t: Tensor, num_heads: int) -> Tensor:
-    b, num_tokens, c = t.shape
-    t = t.view(b, num_tokens, num_heads, c // num_heads)  # (B, T, C) -> (B, T, H, D)
-    return t.transpose(1, 2)  # (B, H, T, D)
-
-
 class TransformerBlock(nn.Module):
     """One pre-norm transformer block: attention, then feed-forward.
 
@@ -404,7 +304,7 @@ class GPTModel(nn.Module):
         Args:
             in_idx: Token ids, integer tensor of shape (B, T), each in
                 [0, vocab_size).
-            cache: A :class:`KVCache`. When given, ``in_idx`` holds only the
+            cache: A :class:`attention.kv_cache.KVCache`. When given, ``in_idx`` holds only the
                 tokens after the S already cached; they take positions S to
                 S + T - 1 and the cache grows by T. Default: ``None``.
 
@@ -478,7 +378,7 @@ def generate_text_simple(
     appends it. The model's mode is left alone: call ``model.eval()`` first,
     or dropout makes the choices random.
 
-    With ``use_cache=True`` a :class:`KVCache` keeps every layer's keys and
+    With ``use_cache=True`` a :class:`attention.kv_cache.KVCache` keeps every layer's keys and
     values, so each step feeds only the newest token, and the tokens are the
     same as without it. While the sequence fits in ``context_size`` the cache
     grows; once it is longer, the window slides, every token's position
@@ -530,77 +430,3 @@ def generate_text_simple(
         next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (B, V) -> (B, 1)
         idx = torch.cat((idx, next_id), dim=1)  # (B, T + 1)
     return idx
-
-
-class DeepNetwork(nn.Module):
-    """The book's five-layer toy network for the shortcut experiment.
-
-    Layer i computes ``y = GELU(W_i x + b_i)``; with shortcuts the layer adds
-    its input, ``x + y``, whenever the shapes agree.
-
-    Args:
-        layer_sizes: Six widths, input first (the book: [3, 3, 3, 3, 3, 1]).
-        use_shortcut: Add each layer's input to its output.
-
-    Attributes:
-        layers: ``nn.ModuleList`` of five ``nn.Sequential(Linear, GELU)``.
-
-    Example:
-        >>> DeepNetwork([3, 3, 3, 3, 3, 1], use_shortcut=True)(torch.ones(1, 3)).shape
-        torch.Size([1, 1])
-    """
-
-    def __init__(self, layer_sizes: Sequence[int], use_shortcut: bool) -> None:
-        super().__init__()
-        sizes = [_checks.positive_int("layer_sizes[i]", s) for s in layer_sizes]
-        if len(sizes) != 6:
-            raise ValueError(f"layer_sizes must hold 6 widths, got {len(sizes)}")
-        self.use_shortcut = _checks.flag("use_shortcut", use_shortcut)
-        self.layers = nn.ModuleList(
-            [nn.Sequential(nn.Linear(a, b), GELU()) for a, b in itertools.pairwise(sizes)]
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Run the five layers.
-
-        Args:
-            x: Tensor of shape (B, layer_sizes[0]).
-
-        Returns:
-            Tensor of shape (B, layer_sizes[-1]).
-        """
-        for layer in self.layers:
-            out = layer(x)  # (B, d_out of the layer)
-            x = x + out if self.use_shortcut and x.shape == out.shape else out
-        return x
-
-
-def weight_gradient_means(model: nn.Module, x: Tensor) -> dict[str, float]:
-    """Mean absolute gradient of every weight matrix after one backward pass.
-
-    The loss is the mean squared error between ``model(x)`` and zeros.
-    Gradients accumulate into ``model``'s parameters, as ``backward`` does.
-
-    Args:
-        model: For example a :class:`DeepNetwork`.
-        x: Its input.
-
-    Returns:
-        ``{name: mean(|grad|)}`` for every parameter whose name contains
-        ``"weight"``, in the model's order.
-
-    Example:
-        >>> torch.manual_seed(123)  # doctest: +ELLIPSIS
-        <torch._C.Generator object at ...>
-        >>> net = DeepNetwork([3, 3, 3, 3, 3, 1], use_shortcut=False)
-        >>> list(weight_gradient_means(net, torch.tensor([[1.0, 0.0, -1.0]])))[0]
-        'layers.0.0.weight'
-    """
-    output = model(x)
-    loss = nn.functional.mse_loss(output, torch.zeros_like(output))
-    loss.backward()  # type: ignore[no-untyped-call]
-    return {
-        name: float(p.grad.abs().mean())
-        for name, p in model.named_parameters()
-        if "weight" in name and p.grad is not None
-    }

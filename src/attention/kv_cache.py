@@ -1,0 +1,114 @@
+"""A key-value cache: generation that feeds only the new token (chapter 11).
+
+Greedy generation without a cache runs the whole sequence through the model
+for every new token, although the keys and values of the earlier tokens never
+change. :class:`KVCache` keeps them, one :class:`LayerKV` per transformer
+block, and :func:`cached_attention` computes attention for the new tokens
+only, against the cached keys and values. :func:`attention.gpt.generate_text_simple`
+with ``use_cache=True`` uses them and returns the same tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from attention.functional import masked_softmax
+from attention.multihead import MultiHeadAttention
+
+__all__ = ["KVCache", "LayerKV", "cached_attention"]
+
+
+class LayerKV:
+    """The keys and values one attention layer has seen so far.
+
+    Attributes:
+        keys: (B, H, S, D) for the S cached tokens, or ``None`` when empty.
+        values: Likewise.
+    """
+
+    def __init__(self) -> None:
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """S, the number of tokens cached."""
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def extend(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Append new (B, H, T, D) keys and values; return all (B, H, S + T, D)."""
+        if self.keys is None or self.values is None:
+            self.keys, self.values = keys, values
+        else:
+            self.keys = torch.cat((self.keys, keys), dim=2)  # (B, H, S + T, D)
+            self.values = torch.cat((self.values, values), dim=2)  # (B, H, S + T, D)
+        return self.keys, self.values
+
+
+class KVCache:
+    """Keys and values of every layer, so generation feeds only new tokens.
+
+    Pass one to :meth:`attention.gpt.GPTModel.forward`; it fills on the first call and
+    grows by the new tokens on each later call. The positions of the cached
+    tokens are fixed, so a cache is valid only while the sequence it holds
+    starts at position 0 of the model's window.
+
+    Attributes:
+        layers: One :class:`LayerKV` per transformer block.
+        length: S, the number of tokens cached.
+
+    Example:
+        >>> import torch
+        >>> from attention.gpt import GPTConfig, GPTModel
+        >>> cfg = GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+        >>> model, cache = GPTModel(cfg).eval(), KVCache()
+        >>> _ = model(torch.tensor([[1, 2, 3]]), cache=cache)
+        >>> _ = model(torch.tensor([[4]]), cache=cache)
+        >>> cache.length
+        4
+    """
+
+    def __init__(self) -> None:
+        self.layers: list[LayerKV] = []
+        self.length = 0
+        self.batch: int | None = None
+
+
+def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
+    """``att`` on new tokens ``x`` that also attend to the cached ones in ``kv``.
+
+    The same maths as ``att(x_all)[:, -T:]`` for the full sequence ``x_all``
+    (its first S tokens cached): queries only for the T new tokens, keys and
+    values for all S + T, and new token i (at position S + i) blocked from
+    keys after it. Uses ``att``'s parameters; ``att`` is not modified.
+
+    Args:
+        att: The block's :class:`attention.MultiHeadAttention`.
+        x: New tokens, shape (B, T, C).
+        kv: The layer's cache; extended in place by the T new keys and values.
+
+    Returns:
+        Output for the new tokens, shape (B, T, C).
+    """
+    b, num_tokens, _ = x.shape
+    past = kv.length
+    if past + num_tokens > att.context_length:
+        raise ValueError(
+            f"the cache holds {past} tokens and x adds {num_tokens}, more than "
+            f"context_length={att.context_length}; start a new KVCache"
+        )
+    queries = att._split_heads(att.W_query(x))  # (B, H, T, D)
+    keys, values = kv.extend(
+        att._split_heads(att.W_key(x)),  # (B, H, T, D)
+        att._split_heads(att.W_value(x)),  # (B, H, T, D)
+    )  # (B, H, S + T, D) each
+    query_pos = torch.arange(past, past + num_tokens, device=x.device)  # (T,)
+    key_pos = torch.arange(past + num_tokens, device=x.device)  # (S + T,)
+    blocked = key_pos[None, :] > query_pos[:, None]  # (T, S + T), True = blocked
+    scores = queries @ keys.transpose(2, 3)  # (B, H, T, D) @ (B, H, D, S+T) -> (B, H, T, S+T)
+    weights = att.dropout(masked_softmax(scores / keys.shape[-1] ** 0.5, blocked))
+    context = weights @ values  # (B, H, T, S+T) @ (B, H, S+T, D) -> (B, H, T, D)
+    context = context.transpose(1, 2).contiguous().view(b, num_tokens, att.d_out)  # (B, T, C)
+    out: Tensor = att.out_proj(context)  # (B, T, C)
+    return out
