@@ -25,7 +25,7 @@ site's formulas use, renamed "Attention Math" as a modified version should be.
 from __future__ import annotations
 
 import html
-import importlib.resources
+import importlib.metadata
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -135,7 +135,14 @@ def _add_stylesheet(
 
 
 FONT = "mathml-font.woff2"
-_FONT_SOURCE = importlib.resources.files("ziamath") / "fonts" / "STIXTwoMath-Regular.ttf"
+# Found without importing ziamath, which would load its whole renderer.
+_FONT_SOURCE = Path(
+    str(
+        importlib.metadata.distribution("ziamath").locate_file(
+            "ziamath/fonts/STIXTwoMath-Regular.ttf"
+        )
+    )
+)
 _FONT_NAMES = {1: "Attention Math", 3: "Attention Math", 4: "Attention Math", 6: "AttentionMath"}
 _MATH = re.compile(r"<math\b.*?</math>", flags=re.S)
 _ANNOTATION = re.compile(r"<annotation\b.*?</annotation>", flags=re.S)

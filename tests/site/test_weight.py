@@ -9,6 +9,7 @@ table of weights.
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Request
 
-from tests.site.conftest import site_pages
+from tests.site.conftest import SITE, site_pages
 
 PAGES = site_pages()
 KB = 1000
@@ -89,9 +90,46 @@ def test_each_weight_counts_the_page_and_its_theme(loads):
 def test_no_page_requests_anything_from_another_host(loads, site_url):
     host = urlsplit(site_url).netloc
     foreign = {
-        path: [url for url in load.urls if urlsplit(url).scheme != "data"
-               and urlsplit(url).netloc != host]
+        path: [
+            url
+            for url in load.urls
+            if urlsplit(url).scheme != "data" and urlsplit(url).netloc != host
+        ]
         for path, load in loads.items()
     }
     assert {path: urls for path, urls in foreign.items() if urls} == {}
     assert all(load.urls for load in loads.values())
+
+
+def test_no_page_loads_fontawesome_and_only_search_loads_the_index(loads):
+    for path, load in loads.items():
+        files = {urlsplit(url).path.rsplit("/", 1)[-1] for url in load.sizes}
+        assert "fontawesome.js" not in files, path
+        assert ("searchindex.js" in files) == (path == "search.html"), path
+
+
+def test_the_search_page_still_finds_chapters(browser, site_url):
+    page = browser.new_page()
+    try:
+        page.goto(f"{site_url}/search.html?q=softmax", wait_until="networkidle")
+        page.wait_for_selector("ul.search li", timeout=10_000)
+        found = page.locator("ul.search li a").all_text_contents()
+    finally:
+        page.close()
+    assert any("Self-attention" in title for title in found), found
+
+
+def test_figures_are_svg_with_a_size_or_sized_png():
+    figures = sorted((SITE / "_images").iterdir())
+    assert figures
+    pages = "".join((SITE / path).read_text(encoding="utf-8") for path in PAGES)
+    for figure in figures:
+        if figure.suffix == ".svg":
+            root = re.search(r"<svg\b[^>]*>", figure.read_text(encoding="utf-8"))
+            assert root, figure.name
+            assert all(f"{a}=" in root[0] for a in ("width", "height", "viewBox")), figure.name
+        else:
+            assert figure.suffix == ".png", figure.name
+            tags = re.findall(rf"<img\b[^>]*{re.escape(figure.name)}[^>]*>", pages)
+            assert tags, figure.name
+            assert all("width=" in tag and "height=" in tag for tag in tags), figure.name
