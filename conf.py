@@ -182,31 +182,16 @@ html_theme_options: dict[str, Any] = {
     "launch_buttons": {},
 }
 
-# MathJax from the site itself, never from a CDN: the files come from the
-# pinned sphinx-mathjax-offline wheel (MathJax 3.2.2), copied by _copy_mathjax.
-# MathJax finds its fonts and extensions next to tex-chtml.js.
-mathjax_path = "mathjax/tex-chtml.js"
-MATHJAX_FILES = ("tex-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2")
-
-
-def _mathjax_source() -> Path:
-    dist = importlib.metadata.distribution("sphinx-mathjax-offline")
-    init = next(f for f in dist.files or () if f.name == "__init__.py")
-    return Path(str(dist.locate_file(init))).parent / "static" / "mathjax"
-
-
-def _copy_mathjax(app: Any, exception: Exception | None) -> None:
-    if exception is not None or app.builder.format != "html":
-        return
-    source = _mathjax_source()
-    target = Path(app.outdir) / "_static" / "mathjax"
-    for name in MATHJAX_FILES:
-        src, dst = source / name, target / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, dst)
+# -- Light, offline pages ------------------------------------------------------
+# Maths is rendered to MathML at build time (docs/_ext/mathml.py), so pages
+# carry no maths script. docs/_templates/layout.html drops the theme's 1.5 MB
+# FontAwesome script (its stylesheet draws the same icons from a webfont, which
+# docs/_ext/icons.py cuts down to the icons in use) and, search-as-you-type
+# being off, the search index from every page but search.html.
+# tests/site/test_weight.py holds the weight down.
+extensions += ["mathml", "icons"]
+html_math_renderer = "mathml"
+templates_path = ["docs/_templates"]
 
 
 # Interactive figures (attention.widgets) load their script and stylesheet
@@ -237,7 +222,6 @@ def _prune_images(app: Any, exception: Exception | None) -> None:
 
 
 def setup(app: Any) -> None:
-    """Copy the local MathJax, prune stale images, add widget assets where used."""
-    app.connect("build-finished", _copy_mathjax)
+    """Prune stale images, add widget assets where used."""
     app.connect("build-finished", _prune_images)
     app.connect("html-page-context", _widget_assets)

@@ -28,7 +28,8 @@ def test_widget_script_and_styles_total_at_most_60_kb():
 
 def _weight(html: str) -> int:
     """Bytes of the page, its images and its widget files: everything but the
-    theme's assets (and MathJax, which pages with maths load either way)."""
+    theme's assets and the maths font, which every page or every page with
+    maths loads either way (tests/site/test_weight.py weighs those)."""
     images = set(re.findall(r'src="(_images/[^"]+)"', html))
     assets = set(re.findall(r'(?:src|href)="(_static/attention-[\w-]+\.(?:js|css))[^"]*"', html))
     files = sum((SITE / path).stat().st_size for path in images | assets)
