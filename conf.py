@@ -182,6 +182,19 @@ html_theme_options: dict[str, Any] = {
     "launch_buttons": {},
 }
 
+# -- Running a page yourself -------------------------------------------------
+
+# Every executed page (the chapters and the playground) offers its notebook,
+# outputs included, in the download menu, with a first cell that says how to
+# install the package (docs/_ext/notebook_download.py).
+extensions.append("notebook_download")
+# No launch buttons (Binder, Colab, JupyterHub, ...): they open a page's file
+# from a public repository, and none is configured here (no repository_url),
+# so the theme would build links to .md files on a branch named master that
+# do not exist. The downloaded notebook is the way to run a page; the site
+# tests check that no launch link renders.
+html_theme_options["launch_buttons"] = {}
+
 # MathJax from the site itself, never from a CDN: the files come from the
 # pinned sphinx-mathjax-offline wheel (MathJax 3.2.2), copied by _copy_mathjax.
 # MathJax finds its fonts and extensions next to tex-chtml.js.
