@@ -119,11 +119,11 @@ def _offer_notebook(
     """Publish the page's executed notebook and name it for the download menu."""
     if NbMetadataCollector.get_exec_data(app.env, pagename) is None:
         return  # not an executed notebook page
-    source = Path(app.env.mystnb_config.output_folder) / f"{pagename}.ipynb"
+    config = app.env.mystnb_config
+    source = Path(config.output_folder) / f"{pagename}.ipynb"
+    cache = Path(config.execution_cache_path) if config.execution_mode == "cache" else None
     target = Path(app.outdir) / FOLDER / f"{pagename}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    config = app.env.mystnb_config
-    cache = Path(config.execution_cache_path) if config.execution_mode == "cache" else None
     nbformat.write(runnable_notebook(source, cache=cache, release=app.config.release), target)
     context["ipynb_source"] = f"{pagename}.ipynb"
 
