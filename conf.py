@@ -193,6 +193,19 @@ extensions += ["mathml", "icons"]
 html_math_renderer = "mathml"
 templates_path = ["docs/_templates"]
 
+# -- Running a page yourself -------------------------------------------------
+
+# Every executed page (the chapters and the playground) offers its notebook,
+# outputs included, in the download menu, with a first cell that says how to
+# install the package (docs/_ext/notebook_download.py).
+extensions.append("notebook_download")
+# No launch buttons (Binder, Colab, JupyterHub, ...): they open a page's file
+# from a public repository, and none is configured here (no repository_url),
+# so the theme would build links to .md files on a branch named master that
+# do not exist. The downloaded notebook is the way to run a page; the site
+# tests check that no launch link renders.
+html_theme_options["launch_buttons"] = {}
+
 
 # Interactive figures (attention.widgets) load their script and stylesheet
 # only on the pages that show one.
