@@ -56,7 +56,7 @@ serve:
 	$(BIN)/python -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
 # External links: needs the network, so the weekly workflow
-# (.github/workflows/links.yml) runs it, not `make test` (whose browser tests
+# (.github/workflows/links.yml) runs it, not `make test` (whose site tests
 # check internal links offline). Broken links land in _build/linkcheck/output.txt
 # and, in GitHub Actions, in the job summary and a warning.
 linkcheck: setup
