@@ -16,7 +16,7 @@ SPHINXOPTS ?=
 SPHINXBUILD = $(BIN)/sphinx-build -b html -c . -d _build/doctrees docs _build/html
 PORT ?= 8000
 
-.PHONY: setup html html-strict test test-package test-site lint serve clean
+.PHONY: setup html html-strict test test-package test-site lint serve clean linkcheck
 
 setup: $(STAMP)
 
@@ -54,6 +54,20 @@ test: lint test-package html-strict test-site
 
 serve:
 	$(BIN)/python -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+# External links: needs the network, so the weekly workflow
+# (.github/workflows/links.yml) runs it, not `make test` (whose site tests
+# check internal links offline). Broken links land in _build/linkcheck/output.txt
+# and, in GitHub Actions, in the job summary and a warning.
+linkcheck: setup
+	$(BIN)/sphinx-build -b linkcheck -c . -d _build/doctrees docs _build/linkcheck $(SPHINXOPTS) || { \
+		status=$$?; \
+		if [ -n "$${GITHUB_STEP_SUMMARY:-}" ]; then \
+			{ echo "## Broken external links"; echo; echo '```'; \
+			  cat _build/linkcheck/output.txt; echo '```'; } >> "$$GITHUB_STEP_SUMMARY"; \
+			echo "::warning title=Broken external links::listed in the job summary"; \
+		fi; \
+		exit $$status; }
 
 clean:
 	rm -rf _build docs/api

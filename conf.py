@@ -13,6 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent
 SRC = ROOT / "src"
@@ -158,6 +159,38 @@ nitpick_ignore_regex = [
 bibtex_bibfiles = ["docs/references.bib"]
 bibtex_default_style = "alpha"
 bibtex_reference_style = "author_year"
+
+# -- Publishing: site address, Open Graph, sitemap, 404 page ----------------
+
+# Where the site is published. The CI workflow sets ATTENTION_SITE_URL to the
+# GitHub Pages address; elsewhere a placeholder stands in (see the README).
+# Every page's canonical link and og:url, the sitemap and the 404 page's
+# absolute links are built from it.
+SITE_URL = os.environ.get("ATTENTION_SITE_URL") or "https://example.org/attention-from-scratch/"
+SITE_URL = SITE_URL.rstrip("/") + "/"
+extensions += ["sphinxext.opengraph", "sphinx_sitemap", "notfound.extension"]
+html_baseurl = SITE_URL
+ogp_site_url = SITE_URL
+# Preview images would be drawn with matplotlib for every page at build time.
+ogp_social_cards = {"enable": False}
+sitemap_url_scheme = "{link}"
+sitemap_excludes = ["404.html", "search.html", "genindex.html", "py-modindex.html"]
+# GitHub Pages serves 404.html for a missing page at any depth, so its links
+# to styles, scripts and chapters are absolute paths under the site's path
+# (for a project site, /<repository>/).
+notfound_urls_prefix = urlsplit(SITE_URL).path
+notfound_context = {
+    "title": "Page not found",
+    "body": (
+        "<h1>Page not found</h1>\n"
+        "<p>There is no page at this address. The chapters are listed in the"
+        " navigation, and the search box finds any word in the book.</p>"
+    ),
+}
+# External links (`make linkcheck`, weekly in GitHub Actions): a slow or
+# flaky site gets a second chance before it is reported.
+linkcheck_timeout = 30
+linkcheck_retries = 2
 
 # -- HTML ---------------------------------------------------------------------
 

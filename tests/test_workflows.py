@@ -14,6 +14,7 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 # Releases that run on a supported node runtime (node24); older ones are deprecated.
 CURRENT = {
     "actions/checkout": 5,
+    "actions/configure-pages": 6,
     "actions/setup-python": 6,
     "actions/upload-pages-artifact": 4,
     "actions/deploy-pages": 5,
@@ -31,7 +32,7 @@ def _load(path: Path) -> dict:
 
 
 def test_there_are_workflows():
-    assert [p.name for p in WORKFLOWS] == ["ci.yml"]
+    assert [p.name for p in WORKFLOWS] == ["ci.yml", "links.yml"]
 
 
 def test_actionlint_is_clean():
@@ -77,3 +78,31 @@ def test_least_privilege_and_pages_deployment():
         s for s in ci["jobs"]["test"]["steps"] if "upload-pages-artifact" in s.get("uses", "")
     ]
     assert uploads[0]["with"]["path"] == "_build/html"
+
+
+def test_the_published_site_is_built_for_its_address():
+    test = _load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]["test"]
+    assert test["permissions"] == {"contents": "read", "pages": "read"}
+    steps = test["steps"]
+    pages = next(s for s in steps if s.get("uses", "").startswith("actions/configure-pages@"))
+    build = next(s for s in steps if s.get("run") == "make test")
+    assert steps.index(pages) < steps.index(build)
+    assert build["env"]["ATTENTION_SITE_URL"] == f"${{{{ steps.{pages['id']}.outputs.base_url }}}}"
+
+
+def test_external_links_are_checked_weekly_without_blocking():
+    links = _load(ROOT / ".github" / "workflows" / "links.yml")
+    triggers = links[True]  # YAML 1.1 reads the key `on` as True
+    assert set(triggers) == {"schedule", "workflow_dispatch"}
+    assert [len(entry["cron"].split()) for entry in triggers["schedule"]] == [5]
+    assert links["permissions"] == {"contents": "read"}
+    (job,) = links["jobs"].values()
+    assert "permissions" not in job
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert runs == ["make html", "make linkcheck"]
+    check = next(s for s in job["steps"] if s.get("run") == "make linkcheck")
+    assert check["continue-on-error"] is True
+    # Nothing waits for it: the deployment needs only the test job of ci.yml.
+    ci = _load(ROOT / ".github" / "workflows" / "ci.yml")
+    assert ci["jobs"]["deploy"]["needs"] == "test"
+    assert "workflow_run" not in ci[True]

@@ -10,9 +10,13 @@ import contextlib
 import functools
 import http.server
 import os
+import re
+import shutil
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
@@ -54,6 +58,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def end_headers(self) -> None:
+        # linkchecker waits 0.1-0.6 s between requests to one server unless the
+        # server sends this header (tests/site/test_links.py).
+        self.send_header("LinkChecker", "local test server")
+        super().end_headers()
+
 
 @contextlib.contextmanager
 def serve(directory: Path) -> Iterator[str]:
@@ -69,13 +79,52 @@ def serve(directory: Path) -> Iterator[str]:
         server.server_close()
 
 
+def site_base_url() -> str:
+    """The address the site was built for (conf.py's ``html_baseurl``), ending in /.
+
+    Read from the home page's canonical link.
+    """
+    html = (SITE / "index.html").read_text(encoding="utf-8")
+    found = re.search(r'<link rel="canonical" href="([^"]*/)index\.html"', html)
+    assert found, "index.html has no canonical link: conf.py sets html_baseurl"
+    return found.group(1)
+
+
+@contextlib.contextmanager
+def serve_published(extra: Mapping[str, Path] | None = None) -> Iterator[str]:
+    """Serve the site under the path it is published at; yield its URL, ending in /.
+
+    GitHub Pages serves a project site under /<repository>/, the path of
+    :func:`site_base_url`. ``extra`` adds files (site path: source file) to
+    the served copy, which otherwise links to the built files.
+    """
+    path = urlsplit(site_base_url()).path.strip("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        published = root / path
+        published.mkdir(parents=True, exist_ok=True)
+        for entry in SITE.iterdir():
+            (published / entry.name).symlink_to(entry.resolve())
+        for name, source in (extra or {}).items():
+            target = published / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            assert target.parent.resolve().is_relative_to(root.resolve()), f"{name} is in the site"
+            shutil.copyfile(source, target)
+        with serve(root) as url:
+            yield f"{url}/{path}/" if path else f"{url}/"
+
+
 @pytest.fixture(scope="session")
 def site_url() -> Iterator[str]:
-    """Serve the built site on 127.0.0.1 for the session."""
+    """Serve the built site on 127.0.0.1 for the session; its URL has no final /.
+
+    The site is served under the path it is published at, where the 404
+    page's absolute links work.
+    """
     if not (SITE / "index.html").is_file():
         pytest.fail(f"no built site in {SITE}: run `make html` (make test does) first")
-    with serve(SITE) as url:
-        yield url
+    with serve_published() as url:
+        yield url.rstrip("/")
 
 
 @pytest.fixture(scope="session")
