@@ -182,6 +182,13 @@ html_theme_options: dict[str, Any] = {
     "launch_buttons": {},
 }
 
+# -- Site quality: accessibility, small screens, print -------------------------
+# attention-site.css holds site-wide fixes (our outputs in dark mode, phone
+# widths, print); docs/_ext/accessibility.py repairs markup the theme and
+# docutils write without accessible names or with a deprecated role.
+html_css_files = ["attention-site.css"]
+extensions.append("accessibility")
+
 # MathJax from the site itself, never from a CDN: the files come from the
 # pinned sphinx-mathjax-offline wheel (MathJax 3.2.2), copied by _copy_mathjax.
 # MathJax finds its fonts and extensions next to tex-chtml.js.

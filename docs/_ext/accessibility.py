@@ -1,0 +1,79 @@
+"""Accessibility repairs to HTML that the theme and docutils write for us.
+
+Two kinds of markup on every page fail axe-core's serious or critical rules,
+and neither can be fixed from a template or a stylesheet:
+
+- The theme's navigation (pydata-sphinx-theme's ``generate_toctree_html``)
+  gives each expandable entry a ``<summary>`` holding only a decorative
+  chevron, so the disclosure button has no accessible name (rule
+  ``summary-name``). We name each one after the entry it expands.
+- docutils marks the bibliography as ``role="list"`` but each entry as
+  ``role="doc-biblioentry"``, a role ARIA has deprecated and that does not
+  count as a list item (rule ``aria-required-children``). We give entries
+  the ``listitem`` role their list expects.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from bs4 import BeautifulSoup, Tag
+from sphinx.application import Sphinx
+
+# After pydata-sphinx-theme's own html-page-context handlers (priority 500),
+# which put generate_toctree_html into the context.
+_AFTER_THEME = 900
+
+
+def name_disclosures(tree: Tag) -> Tag:
+    """Give every unnamed navigation ``<summary>`` the name of its entry.
+
+    Args:
+        tree: A navigation tree as the theme builds it (a BeautifulSoup tree,
+            which the theme caches and renders into the page). It is changed
+            in place; already named summaries are left alone.
+
+    Returns:
+        The same tree, each empty ``<summary>`` now carrying an ``aria-label``
+        such as "Pages under API reference".
+    """
+    for summary in tree.select("li.has-children > details > summary"):
+        if summary.get_text(strip=True) or summary.get("aria-label"):
+            continue
+        entry = summary.find_parent("li")
+        link = entry.find("a", recursive=False) if entry else None
+        title = " ".join(link.get_text().split()) if isinstance(link, Tag) else ""
+        summary["aria-label"] = f"Pages under {title}" if title else "Pages in this section"
+    return tree
+
+
+def _wrap_toctree(generate: Callable[..., Any]) -> Callable[..., Any]:
+    """The theme's navigation generator, with its disclosure buttons named."""
+
+    @functools.wraps(generate)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        out = generate(*args, **kwargs)
+        if isinstance(out, str):
+            return str(name_disclosures(BeautifulSoup(out, "html.parser")))
+        return name_disclosures(out) if isinstance(out, Tag) else out
+
+    return wrapped
+
+
+def _repair_page(
+    app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
+) -> None:
+    generate = context.get("generate_toctree_html")
+    if callable(generate):
+        context["generate_toctree_html"] = _wrap_toctree(generate)
+    body = context.get("body")
+    if isinstance(body, str):
+        context["body"] = body.replace('role="doc-biblioentry"', 'role="listitem"')
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    """Register the page repairs."""
+    app.connect("html-page-context", _repair_page, priority=_AFTER_THEME)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

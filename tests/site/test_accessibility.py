@@ -1,0 +1,56 @@
+"""axe-core finds no serious or critical accessibility problem on any page.
+
+Every page of the built site is checked in light and in dark mode, with the
+axe-core that the pinned ``axe-playwright-python`` wheel ships (injected
+from the local file, so nothing comes from another host). Problems of impact
+"minor" or "moderate" are reported by axe but do not fail the test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from axe_playwright_python.base import AXE_SCRIPT
+from playwright.sync_api import Page
+
+from tests.site.conftest import site_pages
+from tests.site.modes import MODES, Mode, open_in_mode
+
+PAGES = site_pages()
+FAILING = ("serious", "critical")
+SHOWN_TARGETS = 3
+
+
+def run_axe(page: Page) -> list[dict[str, Any]]:
+    """Run axe-core over the whole page; return its violations."""
+    page.evaluate(AXE_SCRIPT)
+    result: dict[str, Any] = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return list(result["violations"])
+
+
+def describe(violations: list[dict[str, Any]]) -> str:
+    """One line per violated rule: its id, impact, count and first targets."""
+    lines = []
+    for v in violations:
+        targets = [" ".join(map(str, node["target"])) for node in v["nodes"]]
+        shown = ", ".join(targets[:SHOWN_TARGETS])
+        more = f" (+{len(targets) - SHOWN_TARGETS} more)" if len(targets) > SHOWN_TARGETS else ""
+        lines.append(f"{v['id']} [{v['impact']}] x{len(targets)}: {v['help']} -> {shown}{more}")
+    return "\n".join(lines)
+
+
+def test_axe_is_the_local_copy():
+    assert AXE_SCRIPT.startswith("/*! axe v4.")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", PAGES)
+def test_no_serious_or_critical_violations(browser, site_url, path: str, mode: Mode):
+    page = open_in_mode(browser, f"{site_url}/{path}", mode)
+    try:
+        violations = run_axe(page)
+    finally:
+        page.context.close()
+    failing = [v for v in violations if v["impact"] in FAILING]
+    assert not failing, f"{path} in {mode} mode:\n{describe(failing)}"
