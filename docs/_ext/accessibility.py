@@ -11,6 +11,13 @@ and neither can be fixed from a template or a stylesheet:
   ``role="doc-biblioentry"``, a role ARIA has deprecated and that does not
   count as a list item (rule ``aria-required-children``). We give entries
   the ``listitem`` role their list expects.
+
+And one repair for narrow screens (a phone, or a desktop zoomed in): a
+figure a cell outputs sits bare in the cell's output box and shrinks with
+the column until its labels are a few pixels tall. We put each such image in
+its own ``div.output``, the box the theme already makes scroll sideways (and
+reachable by keyboard when it scrolls), so that attention-site.css can keep
+figures at a readable width there.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bs4 import BeautifulSoup, Tag
+from docutils import nodes
 from sphinx.application import Sphinx
 
 # After pydata-sphinx-theme's own html-page-context handlers (priority 500),
@@ -73,7 +81,23 @@ def _repair_page(
         context["body"] = body.replace('role="doc-biblioentry"', 'role="listitem"')
 
 
+def box_output_images(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Put every image that sits directly in a cell's output into a ``div.output``.
+
+    Runs once myst-nb has picked which of an output's formats to show (a
+    post-transform), the point from which the image is a child of the output.
+    """
+    for output in doctree.findall(nodes.container):
+        if "cell_output" not in output["classes"]:
+            continue
+        for image in [c for c in output.children if isinstance(c, nodes.image)]:
+            box = nodes.container(classes=["output", "image_output"])
+            image.replace_self(box)
+            box += image
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     """Register the page repairs."""
+    app.connect("doctree-resolved", box_output_images)
     app.connect("html-page-context", _repair_page, priority=_AFTER_THEME)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
