@@ -184,10 +184,11 @@ html_theme_options: dict[str, Any] = {
 
 # -- Site quality: accessibility, small screens, print -------------------------
 # attention-site.css holds site-wide fixes (our outputs in dark mode, phone
-# widths, print); docs/_ext/accessibility.py repairs markup the theme and
-# docutils write without accessible names or with a deprecated role.
+# widths, print); docs/_ext/site_quality.py repairs markup the theme and
+# docutils write without accessible names or with a deprecated role, boxes
+# output figures for narrow screens and prints dark-mode pages in light mode.
 html_css_files = ["attention-site.css"]
-extensions.append("accessibility")
+extensions.append("site_quality")
 
 # MathJax from the site itself, never from a CDN: the files come from the
 # pinned sphinx-mathjax-offline wheel (MathJax 3.2.2), copied by _copy_mathjax.

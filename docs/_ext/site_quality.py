@@ -1,4 +1,4 @@
-"""Accessibility repairs to HTML that the theme and docutils write for us.
+"""Repairs to the HTML that the theme, docutils and myst-nb write for us.
 
 Two kinds of markup on every page fail axe-core's serious or critical rules,
 and neither can be fixed from a template or a stylesheet:
@@ -12,12 +12,17 @@ and neither can be fixed from a template or a stylesheet:
   count as a list item (rule ``aria-required-children``). We give entries
   the ``listitem`` role their list expects.
 
-And one repair for narrow screens (a phone, or a desktop zoomed in): a
-figure a cell outputs sits bare in the cell's output box and shrinks with
-the column until its labels are a few pixels tall. We put each such image in
-its own ``div.output``, the box the theme already makes scroll sideways (and
+One repair for narrow screens (a phone, or a desktop zoomed in): a figure a
+cell outputs sits bare in the cell's output box and shrinks with the column
+until its labels are a few pixels tall. We put each such image in its own
+``div.output``, the box the theme already makes scroll sideways (and
 reachable by keyboard when it scrolls), so that attention-site.css can keep
 figures at a readable width there.
+
+And one for print: the theme's dark mode is a set of colours chosen for a
+dark background, and paper is white (browsers drop backgrounds when they
+print). A small inline script switches the page to the light palette while
+it is printed and back afterwards.
 """
 
 from __future__ import annotations
@@ -96,8 +101,26 @@ def box_output_images(app: Sphinx, doctree: nodes.document, docname: str) -> Non
             box += image
 
 
+# Inline on every page. The theme writes data-theme only when the reader
+# switches modes (or, in "auto" mode, the system's preference changes), so
+# nothing undoes the switch while the page prints.
+PRINT_IN_LIGHT = """(() => {
+  const root = document.documentElement;
+  let screen = null;
+  addEventListener("beforeprint", () => {
+    screen = root.dataset.theme;
+    root.dataset.theme = "light";
+  });
+  addEventListener("afterprint", () => {
+    if (screen) root.dataset.theme = screen;
+    screen = null;
+  });
+})();"""
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
-    """Register the page repairs."""
+    """Register the page repairs and the print script."""
+    app.add_js_file(None, body=PRINT_IN_LIGHT)
     app.connect("doctree-resolved", box_output_images)
     app.connect("html-page-context", _repair_page, priority=_AFTER_THEME)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
