@@ -28,7 +28,10 @@ it is printed and back afterwards.
 from __future__ import annotations
 
 import functools
+import re
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bs4 import BeautifulSoup, Tag
@@ -86,8 +89,92 @@ def _repair_page(
         context["body"] = body.replace('role="doc-biblioentry"', 'role="listitem"')
 
 
+_SVG = "{http://www.w3.org/2000/svg}"
+_NUMBER = re.compile(r"[−+-]?(\d[\d,]*\.?\d*|\.\d+)([eE×][−+-]?\d+)?%?|[−+-]?∞|nan")
+
+
+def _texts(group: ET.Element) -> list[str]:
+    """The strings of a group's own text children (``<g id="text_N">``).
+
+    matplotlib writes each text as a group holding a comment with the string,
+    then the glyphs (or a ``<text>`` element), so the comment is the string
+    whether or not fonts were embedded as paths.
+    """
+    out = []
+    for child in group.findall(f"{_SVG}g"):
+        if not child.get("id", "").startswith("text_"):
+            continue
+        for node in child.iter():
+            if node.tag is ET.Comment and node.text and node.text.strip():
+                out.append(node.text.strip())
+                break
+    return out
+
+
+def describe_figure(svg: bytes) -> str | None:
+    """Alternative text for a matplotlib SVG figure, from its own words.
+
+    Each plot is named by its title, the labels of its axes and the entries
+    of its legend, for example "Figure: Attention while copying 10 digits
+    (digit written against digit read)". Numbers (tick labels, annotations)
+    are left out. A colour bar without a label adds nothing.
+
+    Args:
+        svg: The file, as matplotlib's SVG backend writes it.
+
+    Returns:
+        The text, or None if the file is not a matplotlib figure or says nothing.
+    """
+    try:
+        root = ET.fromstring(svg, parser=ET.XMLParser(target=ET.TreeBuilder(insert_comments=True)))
+    except ET.ParseError:
+        return None
+    figure = root.find(f"{_SVG}g[@id='figure_1']")
+    if figure is None:
+        return None
+
+    def words(texts: list[str]) -> list[str]:
+        return [t for t in texts if not _NUMBER.fullmatch(t.replace(" ", ""))]
+
+    parts = words(_texts(figure))  # a suptitle
+    for axes in figure.findall(f"{_SVG}g"):
+        if not axes.get("id", "").startswith("axes_"):
+            continue
+        title = "; ".join(words(_texts(axes)))
+        axis = {
+            a.get("id"): words(_texts(a))
+            for a in axes.findall(f"{_SVG}g")
+            if a.get("id", "").startswith("matplotlib.axis_")
+        }
+        x, y = axis.get("matplotlib.axis_1", []), axis.get("matplotlib.axis_2", [])
+        legend = axes.find(f".//{_SVG}g[@id='legend_1']")
+        entries = words(_texts(legend)) if legend is not None else []
+        detail = f"{y[0]} against {x[0]}" if x and y else ", ".join(x + y)
+        if entries:
+            detail = "; ".join(filter(None, [detail, "lines: " + ", ".join(entries)]))
+        if title and detail:
+            parts.append(f"{title} ({detail})")
+        elif title or (detail and len(x + y) > 1) or entries:
+            parts.append(title or detail)
+    return "Figure: " + "; ".join(parts) if parts else None
+
+
+def _describe_images(app: Sphinx, output: nodes.Element) -> None:
+    """Give a cell's figures alternative text in place of their file names."""
+    for image in output.findall(nodes.image):
+        if image.get("alt") or not image["uri"].endswith(".svg"):
+            continue
+        path = Path(app.srcdir, image.get("candidates", {}).get("*", image["uri"]))
+        text = describe_figure(path.read_bytes()) if path.is_file() else None
+        image["alt"] = text or "A figure drawn by the code above"
+
+
 def box_output_images(app: Sphinx, doctree: nodes.document, docname: str) -> None:
-    """Put every image that sits directly in a cell's output into a ``div.output``.
+    """Box and describe the images that sit directly in a cell's output.
+
+    Each goes into a ``div.output`` (see the module's docstring) and gets
+    alternative text from its own title and axis labels, in place of the
+    file name that would otherwise be read out.
 
     Runs once myst-nb has picked which of an output's formats to show (a
     post-transform), the point from which the image is a child of the output.
@@ -95,6 +182,7 @@ def box_output_images(app: Sphinx, doctree: nodes.document, docname: str) -> Non
     for output in doctree.findall(nodes.container):
         if "cell_output" not in output["classes"]:
             continue
+        _describe_images(app, output)
         for image in [c for c in output.children if isinstance(c, nodes.image)]:
             box = nodes.container(classes=["output", "image_output"])
             image.replace_self(box)

@@ -8,13 +8,14 @@ from the local file, so nothing comes from another host). Problems of impact
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from axe_playwright_python.base import AXE_SCRIPT
 from playwright.sync_api import Page
 
-from tests.site.conftest import site_pages
+from tests.site.conftest import SITE, site_pages
 from tests.site.modes import MODES, Mode, open_in_mode
 
 PAGES = site_pages()
@@ -38,6 +39,18 @@ def describe(violations: list[dict[str, Any]]) -> str:
         more = f" (+{len(targets) - SHOWN_TARGETS} more)" if len(targets) > SHOWN_TARGETS else ""
         lines.append(f"{v['id']} [{v['impact']}] x{len(targets)}: {v['help']} -> {shown}{more}")
     return "\n".join(lines)
+
+
+IMG_ALT = re.compile(r"<img\b[^>]*?\balt=\"([^\"]*)\"")
+
+
+def test_figures_are_described_not_named_by_their_file():
+    alts = {p: IMG_ALT.findall((SITE / p).read_text(encoding="utf-8")) for p in PAGES}
+    assert sum(map(len, alts.values())) > 20
+    named = {p: [a for a in v if re.search(r"\.(svg|png|jpe?g)$", a)] for p, v in alts.items()}
+    assert not any(named.values()), named
+    heatmap = alts["03-self-attention-without-weights.html"]
+    assert "Figure: Weight-free attention weights (query against key)" in heatmap
 
 
 def test_axe_is_the_local_copy():
