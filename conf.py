@@ -226,6 +226,14 @@ extensions += ["mathml", "icons"]
 html_math_renderer = "mathml"
 templates_path = ["docs/_templates"]
 
+# -- Site quality: accessibility, small screens, print -------------------------
+# attention-site.css holds site-wide fixes (our outputs in dark mode, phone
+# widths, print); docs/_ext/site_quality.py repairs markup the theme and
+# docutils write without accessible names or with a deprecated role, boxes
+# output figures for narrow screens and prints dark-mode pages in light mode.
+html_css_files = ["attention-site.css"]
+extensions.append("site_quality")
+
 # -- Running a page yourself -------------------------------------------------
 
 # Every executed page (the chapters and the playground) offers its notebook,

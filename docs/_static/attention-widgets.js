@@ -16,12 +16,25 @@
     [40, 174, 128], [94, 201, 98], [173, 220, 48], [253, 231, 37],
   ];
 
-  function viridis(t) {
+  function viridisRGB(t) {
     const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (VIRIDIS.length - 1);
     const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
     const f = x - i;
-    const c = VIRIDIS[i].map((v, k) => Math.round(v + f * (VIRIDIS[i + 1][k] - v)));
+    return VIRIDIS[i].map((v, k) => Math.round(v + f * (VIRIDIS[i + 1][k] - v)));
+  }
+
+  function viridis(t) {
+    const c = viridisRGB(t);
     return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
+  }
+
+  /** Black or white, whichever contrasts more with the colour (WCAG 2 luminance):
+   * the two contrast ratios are equal where the luminance is 0.179, so the
+   * chosen one is always at least 4.58:1. */
+  function textOn(rgb) {
+    const lin = rgb.map((c) => ((c /= 255) <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+    const luminance = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
+    return luminance > 0.179 ? "#000" : "#fff";
   }
 
   /** A number as the book prints it; null stands for a masked -infinity. */
@@ -112,7 +125,6 @@
       const shown = values.flatMap((row, i) => row.filter((_, j) => !isBlocked(i, j)));
       const low = Math.min(...shown);
       const high = Math.max(...shown);
-      const middle = (low + high) / 2;
       const showText = data.cols.length <= 12;
       const headRow = el("tr", {}, [el("th", { scope: "col", className: "attn-corner" },
         [el("span", { className: "attn-axis", text: `${data.rowAxis} ↓ ${data.colAxis} →` })])]);
@@ -133,9 +145,9 @@
             text: showText && !blocked ? format(v, data.decimals) : "",
           });
           if (!blocked) {
-            const t = high > low ? (v - low) / (high - low) : 0.5;
-            td.style.background = viridis(t);
-            td.style.color = v > middle ? "#000" : "#fff";
+            const rgb = viridisRGB(high > low ? (v - low) / (high - low) : 0.5);
+            td.style.background = `rgb(${rgb.join(", ")})`;
+            td.style.color = textOn(rgb);
           }
           tr.append(td);
         });

@@ -1,0 +1,70 @@
+"""axe-core finds no serious or critical accessibility problem on any page.
+
+Every page of the built site is checked in light and in dark mode, with the
+axe-core that the pinned ``axe-playwright-python`` wheel ships (injected
+from the local file, so nothing comes from another host). Problems of impact
+"minor" or "moderate" are reported by axe but do not fail the test.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from axe_playwright_python.base import AXE_SCRIPT
+from playwright.sync_api import Page
+
+from tests.site.conftest import SITE, site_pages
+from tests.site.modes import MODES, Mode, open_in_mode
+
+PAGES = site_pages()
+FAILING = ("serious", "critical")
+SHOWN_TARGETS = 3
+
+
+def run_axe(page: Page) -> list[dict[str, Any]]:
+    """Run axe-core over the whole page; return its violations."""
+    page.evaluate(AXE_SCRIPT)
+    result: dict[str, Any] = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return list(result["violations"])
+
+
+def describe(violations: list[dict[str, Any]]) -> str:
+    """One line per violated rule: its id, impact, count and first targets."""
+    lines = []
+    for v in violations:
+        targets = [" ".join(map(str, node["target"])) for node in v["nodes"]]
+        shown = ", ".join(targets[:SHOWN_TARGETS])
+        more = f" (+{len(targets) - SHOWN_TARGETS} more)" if len(targets) > SHOWN_TARGETS else ""
+        lines.append(f"{v['id']} [{v['impact']}] x{len(targets)}: {v['help']} -> {shown}{more}")
+    return "\n".join(lines)
+
+
+IMG_ALT = re.compile(r"<img\b[^>]*?\balt=\"([^\"]*)\"")
+
+
+def test_figures_are_described_not_named_by_their_file():
+    alts = {p: IMG_ALT.findall((SITE / p).read_text(encoding="utf-8")) for p in PAGES}
+    assert sum(map(len, alts.values())) > 20
+    named = {p: [a for a in v if re.search(r"\.(svg|png|jpe?g)$", a)] for p, v in alts.items()}
+    assert not any(named.values()), named
+    heatmap = alts["03-self-attention-without-weights.html"]
+    assert "Figure: Weight-free attention weights (query against key)" in heatmap
+
+
+def test_axe_is_the_local_copy():
+    assert AXE_SCRIPT.startswith("/*! axe v4.")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", PAGES)
+def test_no_serious_or_critical_violations(browser, site_url, path: str, mode: Mode):
+    page = open_in_mode(browser, f"{site_url}/{path}", mode)
+    try:
+        violations = run_axe(page)
+    finally:
+        page.context.close()
+    failing = [v for v in violations if v["impact"] in FAILING]
+    if failing:
+        pytest.fail(f"{path} in {mode} mode:\n{describe(failing)}", pytrace=False)
