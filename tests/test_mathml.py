@@ -31,6 +31,23 @@ def test_tex_it_cannot_convert_is_an_error(tex):
         mathml.to_mathml(tex, display=False)
 
 
+def test_tables_carry_no_scriptlevel_but_sit_in_an_mstyle_that_does():
+    out = mathml.to_mathml(r"m = \begin{cases} 0 & a \\ 1 & b \end{cases}", display=True)
+    tables = re.findall(r"<mtable[^>]*>", out)
+    assert tables
+    assert all("scriptlevel" not in tag for tag in tables)
+    assert out.count("<mstyle") == out.count("</mstyle>") == len(tables)
+    assert out.count("<mtable") == out.count("</mtable>")
+
+
+def test_nested_tables_are_wrapped_one_by_one():
+    html = '<math><mtable scriptlevel="0"><mtd><mtable><mtd/></mtable></mtd></mtable></math>'
+    assert mathml._valid_tables(html) == (
+        '<math><mstyle scriptlevel="0"><mtable><mtd><mtable><mtd/></mtable></mtd></mtable>'
+        "</mstyle></math>"
+    )
+
+
 def test_display_maths_is_stacked_like_mathjax_does():
     assert mathml.display_tex("a = b") == "a = b"
     assert mathml.display_tex("a = b\n\nc = d") == r"\begin{aligned}a = b \\ c = d\end{aligned}"

@@ -59,7 +59,40 @@ def to_mathml(tex: str, *, display: bool) -> str:
     Raises:
         LatexError: if math-core cannot convert ``tex``.
     """
-    return _CONVERTER.convert_with_local_state(tex, displaystyle=display)
+    return _valid_tables(_CONVERTER.convert_with_local_state(tex, displaystyle=display))
+
+
+_TABLE_TAG = re.compile(r"<mtable\b([^>]*)>|</mtable>")
+_SCRIPTLEVEL = re.compile(r'\s+scriptlevel="([^"]*)"')
+
+
+def _valid_tables(mathml: str) -> str:
+    """Move ``scriptlevel`` from each ``<mtable>`` to an ``<mstyle>`` around it.
+
+    math-core writes it on the table (MathML Core allows that), but the HTML
+    checker follows MathML 3, where only ``mstyle`` takes the attribute; the
+    wrapper draws the same and validates.
+    """
+    out: list[str] = []
+    levels: list[str | None] = []  # per open table, the scriptlevel moved off it
+    position = 0
+    for match in _TABLE_TAG.finditer(mathml):
+        out.append(mathml[position : match.start()])
+        position = match.end()
+        if match.group(0) == "</mtable>":
+            level = levels.pop() if levels else None
+            out.append("</mtable></mstyle>" if level is not None else "</mtable>")
+            continue
+        found = _SCRIPTLEVEL.search(match.group(1))
+        if found is None:
+            levels.append(None)
+            out.append(match.group(0))
+        else:
+            levels.append(found.group(1))
+            attributes = _SCRIPTLEVEL.sub("", match.group(1), count=1)
+            out.append(f'<mstyle scriptlevel="{found.group(1)}"><mtable{attributes}>')
+    out.append(mathml[position:])
+    return "".join(out)
 
 
 def _breaks_lines(tex: str) -> bool:
