@@ -17,7 +17,7 @@ WIDGET_FILES = [
 ]
 WIDGET_DIV = re.compile(r'<div class="attn-widget".*?</div>', flags=re.S)
 WIDGET_TAG = re.compile(
-    r"<(?:script|link)[^>]*_static/attention-[\w-]+\.(?:js|css)[^>]*>(?:</script>)?"
+    r"<(?:script|link)[^>]*_static/attention-(?:widgets|playground)\.(?:js|css)[^>]*>(?:</script>)?"
 )
 
 
@@ -30,7 +30,11 @@ def _weight(html: str) -> int:
     """Bytes of the page, its images and its widget files: everything but the
     theme's assets (and MathJax, which pages with maths load either way)."""
     images = set(re.findall(r'src="(_images/[^"]+)"', html))
-    assets = set(re.findall(r'(?:src|href)="(_static/attention-[\w-]+\.(?:js|css))[^"]*"', html))
+    assets = set(
+        re.findall(
+            r'(?:src|href)="(_static/attention-(?:widgets|playground)\.(?:js|css))[^"]*"', html
+        )
+    )
     files = sum((SITE / path).stat().st_size for path in images | assets)
     return len(html.encode("utf-8")) + files
 
