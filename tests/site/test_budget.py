@@ -17,7 +17,7 @@ WIDGET_FILES = [
 ]
 WIDGET_DIV = re.compile(r'<div class="attn-widget".*?</div>', flags=re.S)
 WIDGET_TAG = re.compile(
-    r"<(?:script|link)[^>]*_static/attention-[\w-]+\.(?:js|css)[^>]*>(?:</script>)?"
+    r"<(?:script|link)[^>]*_static/attention-(?:widgets|playground)\.(?:js|css)[^>]*>(?:</script>)?"
 )
 
 
@@ -31,7 +31,11 @@ def _weight(html: str) -> int:
     theme's assets and the maths font, which every page or every page with
     maths loads either way (tests/site/test_weight.py weighs those)."""
     images = set(re.findall(r'src="(_images/[^"]+)"', html))
-    assets = set(re.findall(r'(?:src|href)="(_static/attention-[\w-]+\.(?:js|css))[^"]*"', html))
+    assets = set(
+        re.findall(
+            r'(?:src|href)="(_static/attention-(?:widgets|playground)\.(?:js|css))[^"]*"', html
+        )
+    )
     files = sum((SITE / path).stat().st_size for path in images | assets)
     return len(html.encode("utf-8")) + files
 
