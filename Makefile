@@ -60,9 +60,11 @@ test: lint test-package html-strict test-site
 
 # Cold, no-change and incremental builds of a temporary copy of the project,
 # timed; writes benchmarks/results/build.json. Minutes: every chapter
-# executes twice (cold, and after the package edit).
+# executes twice (cold, and after the package edit). BENCHOPTS passes options
+# (see python benchmarks/build.py --help), e.g. BENCHOPTS="--workdir DIR".
+BENCHOPTS ?=
 bench-build: setup
-	$(BIN)/python benchmarks/build.py -- $(HTMLBUILD)
+	$(BIN)/python benchmarks/build.py $(BENCHOPTS) -- $(HTMLBUILD)
 
 serve:
 	$(BIN)/python -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html

@@ -110,8 +110,11 @@ nb_merge_streams = True
 # `make html` reads pages in parallel (-j, see the Makefile), so notebooks
 # execute side by side. docs/_ext/parallel_read.py creates the execution
 # cache's database before Sphinx forks its readers (two readers creating it
-# at once crash sqlite) and spreads the notebooks evenly over the readers.
+# at once crash sqlite) and spreads the notebooks evenly over the readers,
+# using their execution times from the cache or, in a fresh clone, from the
+# last `make bench-build`.
 extensions.append("parallel_read")
+parallel_read_timings = str(ROOT / "benchmarks" / "results" / "build.json")
 
 # -- API reference (sphinx-autodoc2) ------------------------------------------
 

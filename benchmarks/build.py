@@ -68,7 +68,7 @@ class Step:
     what: str  # what was edited before the build
     wall_s: float  # wall-clock seconds of the build
     cpu_s: float  # user + system CPU seconds of the build and its kernels
-    pages_read: int  # pages Sphinx read again (added + changed)
+    pages_outdated: tuple[int, int]  # Sphinx's count of pages to read: (added, changed)
     executed: dict[str, float]  # notebook -> execution seconds, in log order
     load_before: float  # 1-minute load average before the build
     load_after: float  # and after it
@@ -130,12 +130,16 @@ def _docname(path: str, docs: Path) -> str:
         return source.stem
 
 
-def pages_read(log: str) -> int:
-    """How many pages Sphinx read (added plus changed), from its log."""
+def pages_outdated(log: str) -> tuple[int, int]:
+    """Sphinx's count of pages to read, (added, changed), from its log.
+
+    A page can be in both (a page with a globbed toctree is "changed" whenever
+    pages are added), so the two are reported as Sphinx gives them.
+    """
     match = _UPDATING.search(_ANSI.sub("", log))
     if match is None:
         raise ValueError("no 'updating environment' line in the build log")
-    return int(match[1]) + int(match[2])
+    return int(match[1]), int(match[2])
 
 
 def notebooks(docs: Path) -> list[str]:
@@ -148,7 +152,7 @@ def notebooks(docs: Path) -> list[str]:
 
 
 def copy_project(dest: Path, chapters: Collection[str] | None = None) -> None:
-    """Copy what a build needs (conf.py, src/, docs/) into ``dest``.
+    """Copy what a build needs (conf.py, src/, docs/, past timings) into ``dest``.
 
     Generated pages (``docs/api``), caches and build output stay behind, so
     the copy builds cold.
@@ -161,6 +165,9 @@ def copy_project(dest: Path, chapters: Collection[str] | None = None) -> None:
     """
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "conf.py", dest)
+    if RESULTS.is_file():  # as in a fresh clone: its timings order the parallel readers
+        (dest / RESULTS.relative_to(ROOT)).parent.mkdir(parents=True)
+        shutil.copy2(RESULTS, dest / RESULTS.relative_to(ROOT))
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
     skip = ["api", "__pycache__", ".ipynb_checkpoints"]
     if chapters is not None:
@@ -227,7 +234,7 @@ def build(command: Sequence[str], project: Path, name: str, what: str) -> Step:
         what=what,
         wall_s=wall,
         cpu_s=cpu,
-        pages_read=pages_read(log),
+        pages_outdated=pages_outdated(log),
         executed=executed_notebooks(log, project / "docs"),
         load_before=load_before,
         load_after=os.getloadavg()[0],
@@ -258,7 +265,8 @@ def check_targets(
         Target(
             "prose edit executes nothing",
             not prose.executed,
-            f"executed {list(prose.executed) or 'nothing'}, read {prose.pages_read} page(s)",
+            f"executed {list(prose.executed) or 'nothing'}; "
+            f"{prose.pages_outdated[1]} page(s) changed",
         ),
         Target(
             "package edit executes every chapter (by design: no stale outputs)",
@@ -288,14 +296,15 @@ def table(steps: Sequence[Step]) -> str:
     """The steps as a plain-text table."""
     head = (
         f"{'build':<13} {'wall s':>7} {'x cold':>7} {'cpu s':>7} {'x cold':>7} "
-        f"{'read':>5} {'load':>10}  executed"
+        f"{'added+changed':>13} {'load':>10}  executed"
     )
     rows = [head, "-" * len(head)]
     for s in steps:
         ran = ", ".join(s.executed) if len(s.executed) <= 2 else f"{len(s.executed)} notebooks"
+        pages = "{}+{}".format(*s.pages_outdated)
         rows.append(
             f"{s.name:<13} {s.wall_s:7.1f} {s.wall_ratio:7.3f} {s.cpu_s:7.1f} {s.cpu_ratio:7.3f} "
-            f"{s.pages_read:5d} {s.load_before:4.1f}-{s.load_after:<5.1f}  {ran or '-'}"
+            f"{pages:>13} {s.load_before:4.1f}-{s.load_after:<5.1f}  {ran or '-'}"
         )
     return "\n".join(rows)
 

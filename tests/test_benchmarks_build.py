@@ -19,7 +19,7 @@ from benchmarks.build import (
     copy_project,
     edit_code,
     executed_notebooks,
-    pages_read,
+    pages_outdated,
 )
 
 DOCS = Path("/tmp/book/docs")
@@ -56,11 +56,11 @@ def test_a_notebook_outside_docs_is_named_by_its_file():
     assert executed_notebooks(log, DOCS) == {"x": 0.0}
 
 
-def test_pages_read_counts_added_and_changed():
-    assert pages_read(LOG) == 33
-    assert pages_read("updating environment: 0 added, 2 changed, 1 removed\n") == 2
+def test_pages_outdated_are_added_and_changed():
+    assert pages_outdated(LOG) == (33, 0)
+    assert pages_outdated("updating environment: 0 added, 2 changed, 1 removed\n") == (0, 2)
     with pytest.raises(ValueError, match="updating environment"):
-        pages_read("build succeeded.\n")
+        pages_outdated("build succeeded.\n")
 
 
 def test_edit_code_changes_the_first_cell_without_options(tmp_path):
@@ -92,10 +92,12 @@ def test_copy_project_copies_only_the_chosen_chapter(tmp_path):
     assert not (docs / "api").exists()
     assert (tmp_path / "book" / "src" / "attention" / "toy.py").is_file()
     assert (tmp_path / "book" / "conf.py").is_file()
+    # The timings of the last benchmark order a fresh clone's parallel build.
+    assert (tmp_path / "book" / "benchmarks" / "results" / "build.json").is_file()
 
 
 def _step(name: str, wall: float, executed: list[str]) -> Step:
-    return Step(name, "", wall, wall, 1, dict.fromkeys(executed, 1.0), 0.0, 0.0)
+    return Step(name, "", wall, wall, (0, 1), dict.fromkeys(executed, 1.0), 0.0, 0.0)
 
 
 def _steps(no_change: float = 5.0, code: tuple[str, ...] = (CHAPTER,)) -> list[Step]:

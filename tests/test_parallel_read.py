@@ -9,6 +9,7 @@ to create), and that its ordering balances the notebooks over the readers.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import runpy
 import sqlite3
@@ -55,6 +56,7 @@ def test_conf_loads_the_extension_and_reads_the_version_without_torch(tmp_path, 
     monkeypatch.setattr(sys, "path", list(sys.path))
     conf = runpy.run_path(str(ROOT / "conf.py"))
     assert "parallel_read" in conf["extensions"]
+    assert conf["parallel_read_timings"] == str(ROOT / "benchmarks" / "results" / "build.json")
     assert conf["version"] == attention.__version__
     assert Path(conf["nb_execution_cache_path"]).parent == tmp_path / ".jupyter_cache"
 
@@ -114,6 +116,26 @@ def test_reading_costs_guess_the_mean_for_a_new_notebook():
         ["a", "b", "new", "sub/c", "api"], ["a", "b", "new"], seconds
     )
     assert costs == {"a": 4.0, "b": 8.0, "new": 6.0}  # the mean of those being read
+
+
+def test_the_first_timing_that_knows_a_page_wins():
+    caches = {"/elsewhere/docs/a": 4.0}
+    hints = {"a": 40.0, "b": 8.0}
+    assert parallel_read.reading_costs(["a", "b"], ["a", "b"], caches, hints) == {
+        "a": 4.0,
+        "b": 8.0,
+    }
+
+
+def test_benchmark_results_give_the_cold_build_timings(tmp_path):
+    results = tmp_path / "build.json"
+    steps = [
+        {"name": "cold", "executed": {"01-rnn": 23.0, "sub/page": 2.0}},
+        {"name": "code edit", "executed": {"01-rnn": 99.0}},
+    ]
+    results.write_text(json.dumps({"steps": steps}), encoding="utf-8")
+    assert parallel_read.benchmark_seconds(results) == {"01-rnn": 23.0, "sub/page": 2.0}
+    assert parallel_read.benchmark_seconds(tmp_path / "missing.json") == {}
 
 
 def _cache_with(folder: Path, seconds: dict[str, float]) -> None:

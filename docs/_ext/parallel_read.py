@@ -12,11 +12,13 @@ of its pages. Two things go wrong without this extension:
   chunk and execute one after another. Reordering the list (which the
   ``env-before-read-docs`` event allows) spreads the notebooks over the
   chunks that start first, balanced by how long each one took when it last
-  executed.
+  executed: in this build folder's execution caches or, for a fresh clone,
+  in the results of ``make bench-build`` (``parallel_read_timings``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,27 +65,46 @@ def known_seconds(folder: Path) -> dict[str, float]:
     return seconds
 
 
+def benchmark_seconds(results: Path) -> dict[str, float]:
+    """Execution seconds of the cold build in a ``benchmarks/build.py`` results file.
+
+    Returns:
+        Seconds keyed by page name; empty if the file does not exist.
+    """
+    if not results.is_file():
+        return {}
+    steps = json.loads(results.read_text(encoding="utf-8")).get("steps", [])
+    cold = next((step for step in steps if step.get("name") == "cold"), {})
+    return {doc: float(s) for doc, s in cold.get("executed", {}).items()}
+
+
+def _lookup(seconds: Mapping[str, float], doc: str) -> float | None:
+    """The seconds of a page, keyed by its name or by its source path."""
+    return next((s for key, s in seconds.items() if key == doc or key.endswith("/" + doc)), None)
+
+
 def reading_costs(
-    docnames: Iterable[str], notebooks: Iterable[str], seconds: Mapping[str, float]
+    docnames: Iterable[str], notebooks: Iterable[str], *timings: Mapping[str, float]
 ) -> dict[str, float]:
     """Expected reading cost of each page: its notebook's last execution time.
 
     Args:
         docnames: the pages Sphinx is about to read.
         notebooks: those of them that are notebooks (the others cost nothing).
-        seconds: execution seconds keyed by source path without suffix, as
-            returned by :func:`known_seconds`.
+        *timings: execution seconds keyed by source path without suffix (as
+            from :func:`known_seconds`) or by page name (as from
+            :func:`benchmark_seconds`); the first that knows a page wins.
 
     Returns:
-        Seconds per page; a notebook with no timing gets the mean of the
-        known ones (or ``DEFAULT_SECONDS`` when there are none).
+        Seconds per notebook page; a notebook with no timing gets the mean of
+        the known ones (or ``DEFAULT_SECONDS`` when there are none).
     """
     notebooks = set(notebooks)
-    by_page = {
-        doc: next((s for path, s in seconds.items() if path.endswith("/" + doc)), None)
-        for doc in docnames
-        if doc in notebooks
-    }
+    by_page: dict[str, float | None] = {}
+    for doc in docnames:
+        if doc in notebooks:
+            found = (_lookup(seconds, doc) for seconds in timings)
+            by_page[doc] = next((s for s in found if s is not None), None)
     known = [s for s in by_page.values() if s is not None]
     default = sum(known) / len(known) if known else DEFAULT_SECONDS
     return {doc: default if s is None else s for doc, s in by_page.items()}
@@ -130,14 +151,15 @@ def _before_reading(app: Any, env: Any, docnames: list[str]) -> None:
     open_execution_cache(folder)  # creates the database if it is new
     if app.parallel <= 1 or not docnames:
         return
-    seconds = known_seconds(folder)
     notebooks = [d for d in docnames if "```{code-cell}" in env.doc2path(d).read_text("utf-8")]
-    docnames[:] = balanced_order(
-        docnames, reading_costs(docnames, notebooks, seconds), app.parallel
-    )
+    hints = benchmark_seconds(Path(app.config.parallel_read_timings))
+    costs = reading_costs(docnames, notebooks, known_seconds(folder), hints)
+    docnames[:] = balanced_order(docnames, costs, app.parallel)
 
 
 def setup(app: Any) -> dict[str, bool]:
     """Register the hook that runs in the main process before the readers fork."""
+    # A benchmarks/build.py results file whose timings order a fresh build.
+    app.add_config_value("parallel_read_timings", "", "", types=frozenset({str}))
     app.connect("env-before-read-docs", _before_reading)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
