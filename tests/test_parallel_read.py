@@ -16,8 +16,10 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
+import pytest
 from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 from sphinx.util.parallel import make_chunks
@@ -136,6 +138,33 @@ def test_benchmark_results_give_the_cold_build_timings(tmp_path):
     results.write_text(json.dumps({"steps": steps}), encoding="utf-8")
     assert parallel_read.benchmark_seconds(results) == {"01-rnn": 23.0, "sub/page": 2.0}
     assert parallel_read.benchmark_seconds(tmp_path / "missing.json") == {}
+
+
+def _app(cache: Path, parallel: int) -> SimpleNamespace:
+    config = SimpleNamespace(
+        nb_execution_mode="cache", nb_execution_cache_path=str(cache), parallel_read_timings=""
+    )
+    return SimpleNamespace(config=config, parallel=parallel)
+
+
+@pytest.mark.parametrize(
+    ("parallel", "preset", "threads"),
+    [(2, None, "2"), (4, None, "1"), (1, None, None), (2, "3", "3")],
+)
+def test_parallel_kernels_share_the_cores(tmp_path, monkeypatch, parallel, preset, threads):
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if preset is not None:
+        environ["OMP_NUM_THREADS"] = preset
+    monkeypatch.setattr(os, "environ", environ)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    parallel_read._before_reading(_app(tmp_path / "cache", parallel), None, [])
+    assert os.environ.get("OMP_NUM_THREADS") == threads
+    assert {"nbcache", "settings"} <= _tables(tmp_path / "cache")
+
+
+def test_kernel_threads_never_drop_below_one():
+    assert parallel_read.kernel_threads(3, 2) == 1
+    assert parallel_read.kernel_threads(2, None) == 1
 
 
 def _cache_with(folder: Path, seconds: dict[str, float]) -> None:

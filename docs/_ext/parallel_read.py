@@ -1,7 +1,7 @@
 """Make Sphinx's parallel reading (``sphinx-build -j``) safe and worth it.
 
 With ``-j N`` Sphinx forks reader processes, and each executes the notebooks
-of its pages. Two things go wrong without this extension:
+of its pages. Three things go wrong without this extension:
 
 - On a fresh execution cache, every reader finds no database and creates its
   tables at the same moment; sqlite then fails with "table settings already
@@ -14,11 +14,20 @@ of its pages. Two things go wrong without this extension:
   chunks that start first, balanced by how long each one took when it last
   executed: in this build folder's execution caches or, for a fresh clone,
   in the results of ``make bench-build`` (``parallel_read_timings``).
+- Each kernel's torch starts one thread per core, so N kernels run N times
+  as many threads as there are cores, and a multi-threaded operation waits
+  for whichever of its threads is not running. In a parallel build on a
+  busy machine, chapter 7's timed check that a batched product beats a loop
+  failed; the timings chapters show get worse too. The kernels therefore get
+  ``OMP_NUM_THREADS`` = cores / N (unless it is already set); serial builds
+  keep torch's default. The chapters' numbers are the same with one thread
+  or two (two whole builds compared); only their timings differ.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -143,13 +152,30 @@ def balanced_order(docnames: list[str], costs: Mapping[str, float], nproc: int) 
     return [doc for chunk in chunks for doc in chunk]
 
 
+def kernel_threads(nproc: int, cores: int | None) -> int:
+    """Torch threads per kernel so that ``nproc`` kernels share the cores.
+
+    Args:
+        nproc: the number of reader processes (``-j``).
+        cores: the number of CPU cores (``os.cpu_count()``; None if unknown).
+
+    Returns:
+        At least one thread.
+    """
+    return max(1, (cores or 1) // nproc)
+
+
 def _before_reading(app: Any, env: Any, docnames: list[str]) -> None:
-    """Open the cache before any fork; reorder the pages for parallel reading."""
+    """Before the readers fork: open the cache, share the cores, reorder the pages."""
     if app.config.nb_execution_mode != "cache":
         return
     folder = Path(app.config.nb_execution_cache_path)
     open_execution_cache(folder)  # creates the database if it is new
-    if app.parallel <= 1 or not docnames:
+    if app.parallel <= 1:
+        return
+    # Kernels start in the readers, forked after this, and inherit the variable.
+    os.environ.setdefault("OMP_NUM_THREADS", str(kernel_threads(app.parallel, os.cpu_count())))
+    if not docnames:
         return
     notebooks = [d for d in docnames if "```{code-cell}" in env.doc2path(d).read_text("utf-8")]
     hints = benchmark_seconds(Path(app.config.parallel_read_timings))
