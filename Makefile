@@ -4,6 +4,7 @@
 #   make html    set up .venv if needed, then build the site into _build/html
 #   make test    set up, then lint, package tests, docs build (-n -W), browser tests
 #   make serve   serve _build/html on http://127.0.0.1:8000
+#   make bench-build  time cold and incremental builds of a copy of the project
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -13,10 +14,15 @@ STAMP := $(VENV)/.installed
 # torch from there instead of the default index.
 TORCH_INDEX_URL ?=
 SPHINXOPTS ?=
+# Reader processes for sphinx-build -j: chapters execute this many at a time.
+# auto is one per CPU core; JOBS=1 builds serially.
+JOBS ?= auto
 SPHINXBUILD = $(BIN)/sphinx-build -b html -c . -d _build/doctrees docs _build/html
+# The command `make html` runs; benchmarks/build.py times exactly this one.
+HTMLBUILD = $(SPHINXBUILD) -j $(JOBS) $(SPHINXOPTS)
 PORT ?= 8000
 
-.PHONY: setup html html-strict test test-package test-site lint serve clean linkcheck
+.PHONY: setup html html-strict test test-package test-site lint serve clean linkcheck bench-build
 
 setup: $(STAMP)
 
@@ -31,17 +37,17 @@ $(STAMP): pyproject.toml requirements/torch.txt requirements/dev.txt
 	touch $(STAMP)
 
 html: setup
-	$(SPHINXBUILD) $(SPHINXOPTS)
+	$(HTMLBUILD)
 
 # The build as the tests run it: nitpicky, every warning an error, and -E so
 # that every page is read again (warnings of pages an incremental build skips
 # would otherwise go unseen). Executed outputs still come from the cache.
 html-strict: setup
-	$(SPHINXBUILD) -E -n -W --keep-going $(SPHINXOPTS)
+	$(SPHINXBUILD) -j $(JOBS) -E -n -W --keep-going $(SPHINXOPTS)
 
 lint: setup
-	$(BIN)/ruff check src tests conf.py docs/_ext
-	$(BIN)/ruff format --check src tests conf.py docs/_ext
+	$(BIN)/ruff check src tests benchmarks conf.py docs/_ext
+	$(BIN)/ruff format --check src tests benchmarks conf.py docs/_ext
 	$(BIN)/mypy
 
 test-package: setup
@@ -51,6 +57,14 @@ test-site: setup
 	$(BIN)/python -m pytest -m site
 
 test: lint test-package html-strict test-site
+
+# Cold, no-change and incremental builds of a temporary copy of the project,
+# timed; writes benchmarks/results/build.json. Minutes: every chapter
+# executes twice (cold, and after the package edit). BENCHOPTS passes options
+# (see python benchmarks/build.py --help), e.g. BENCHOPTS="--workdir DIR".
+BENCHOPTS ?=
+bench-build: setup
+	$(BIN)/python benchmarks/build.py $(BENCHOPTS) -- $(HTMLBUILD)
 
 serve:
 	$(BIN)/python -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -30,7 +31,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 
-from attention import __version__  # noqa: E402  (needs the path set above)
+# The version is read from the source, not imported: importing the package
+# imports torch, over a second added to every build, even one with nothing to do.
+__version__ = re.search(
+    r'^__version__ = "(.+)"$', (SRC / "attention" / "__init__.py").read_text("utf-8"), re.M
+).group(1)
 
 # -- Project ------------------------------------------------------------------
 
@@ -100,6 +105,17 @@ nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+
+# -- Parallel reading -----------------------------------------------------------
+
+# `make html` reads pages in parallel (-j, see the Makefile), so notebooks
+# execute side by side. docs/_ext/parallel_read.py creates the execution
+# cache's database before Sphinx forks its readers (two readers creating it
+# at once crash sqlite) and spreads the notebooks evenly over the readers,
+# using their execution times from the cache or, in a fresh clone, from the
+# last `make bench-build`.
+extensions.append("parallel_read")
+parallel_read_timings = str(ROOT / "benchmarks" / "results" / "build.json")
 
 # -- API reference (sphinx-autodoc2) ------------------------------------------
 

@@ -9,14 +9,14 @@ package in a copy of the project, rebuilds, and checks the page changed.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.build import copy_project
+
 CHAPTER = "03-self-attention-without-weights"
 
 
@@ -40,13 +40,8 @@ def _first_score(html: str) -> str:
 @pytest.mark.slow
 def test_editing_the_package_re_executes_the_chapters(tmp_path):
     project = tmp_path / "book"
-    project.mkdir()
-    shutil.copy(ROOT / "conf.py", project)
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
     # Only the chapter under test executes: the others would double the cost.
-    others = [p.name for p in (ROOT / "docs").glob("*.md") if "```{code-cell}" in p.read_text()]
-    others.remove(f"{CHAPTER}.md")
-    shutil.copytree(ROOT / "docs", project / "docs", ignore=shutil.ignore_patterns("api", *others))
+    copy_project(project, chapters=[CHAPTER])
 
     assert _first_score(_build(project)) == "0.9544"
 

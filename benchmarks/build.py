@@ -1,0 +1,393 @@
+"""Time cold and incremental builds of the book (run by ``make bench-build``).
+
+In a temporary copy of the project (the working tree is never touched), with
+its own ``ATTENTION_BUILD_DIR``, the script runs the Makefile's ``make html``
+command (passed after ``--``) five times:
+
+1. cold: empty execution cache, empty output; every chapter executes;
+2. no change: nothing edited;
+3. prose edit: a sentence added to one chapter's text;
+4. code edit: a statement added to a code cell of that chapter;
+5. package edit: a comment added to ``src/attention/toy.py``. conf.py names
+   the execution cache by a hash of ``src/``, so every chapter executes
+   again: by design, the site never shows outputs of older code.
+
+For each build it records the wall time, the CPU time of the build and the
+kernels it started, the pages Sphinx read again and the notebooks that
+executed (MyST-NB's "Executing notebook" log lines), and the ratios to the
+cold build. It prints a table and the targets, writes
+``benchmarks/results/build.json`` and exits with status 1 if a target fails:
+
+- a no-change rebuild takes at most 10 % of a cold build's wall time;
+- editing a code cell of one chapter executes exactly that chapter;
+- editing its prose executes nothing;
+- editing the package executes every chapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "build.json"
+# The chapter the edits land in: small, so that re-executing it is cheap.
+CHAPTER = "03-self-attention-without-weights"
+# The no-change rebuild may cost at most this share of the cold build.
+NO_CHANGE_LIMIT = 0.10
+CODE_CELL = "```{code-cell}"
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXECUTING = re.compile(r"^(?P<path>\S.*?)(?::\d+)?: Executing notebook using", re.M)
+_EXECUTED = re.compile(
+    r"^(?P<path>\S.*?)(?::\d+)?: Executed notebook in (?P<s>[0-9.]+) seconds", re.M
+)
+_UPDATING = re.compile(r"updating environment: (?:\[.*?\] )?(\d+) added, (\d+) changed")
+
+
+@dataclass
+class Step:
+    """One timed build."""
+
+    name: str  # short label: cold, no change, ...
+    what: str  # what was edited before the build
+    wall_s: float  # wall-clock seconds of the build
+    cpu_s: float  # user + system CPU seconds of the build and its kernels
+    pages_outdated: tuple[int, int]  # Sphinx's count of pages to read: (added, changed)
+    executed: dict[str, float]  # notebook -> execution seconds, in log order
+    load_before: float  # 1-minute load average before the build
+    load_after: float  # and after it
+    wall_ratio: float = 0.0  # wall_s relative to the cold build
+    cpu_ratio: float = 0.0  # cpu_s relative to the cold build
+
+
+@dataclass
+class Target:
+    """A promise about the builds, and whether this run kept it."""
+
+    name: str
+    holds: bool
+    detail: str
+
+
+@dataclass
+class Report:
+    """Everything a run measured, as written to build.json."""
+
+    date: str
+    machine: dict[str, Any]
+    command: list[str]
+    chapter: str
+    notebooks: list[str]
+    steps: list[Step] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+
+
+def executed_notebooks(log: str, docs: Path) -> dict[str, float]:
+    """The notebooks a build executed, from MyST-NB's log lines.
+
+    A notebook that executes logs "<source>: Executing notebook using ... CWD"
+    and, when it succeeds, "<source>: Executed notebook in <s> seconds"; one
+    taken from the cache logs "Using cached notebook" instead. In a parallel
+    build the lines of different reader processes arrive chunk by chunk, each
+    still prefixed with its source file.
+
+    Args:
+        log: the build's combined output.
+        docs: the source folder, to name notebooks as Sphinx does
+            (``03-self-attention-without-weights``, ``sub/page``).
+
+    Returns:
+        Each executed notebook's name mapped to its execution seconds (0.0 if
+        the log has no "Executed" line for it), in the order they started.
+    """
+    log = _ANSI.sub("", log)
+    seconds = {_docname(m["path"], docs): float(m["s"]) for m in _EXECUTED.finditer(log)}
+    names = (_docname(m["path"], docs) for m in _EXECUTING.finditer(log))
+    return {name: seconds.get(name, 0.0) for name in names}
+
+
+def _docname(path: str, docs: Path) -> str:
+    source = Path(path)
+    try:
+        return source.relative_to(docs).with_suffix("").as_posix()
+    except ValueError:  # a path outside docs/: name it by its file alone
+        return source.stem
+
+
+def pages_outdated(log: str) -> tuple[int, int]:
+    """Sphinx's count of pages to read, (added, changed), from its log.
+
+    A page can be in both (a page with a globbed toctree is "changed" whenever
+    pages are added), so the two are reported as Sphinx gives them.
+    """
+    match = _UPDATING.search(_ANSI.sub("", log))
+    if match is None:
+        raise ValueError("no 'updating environment' line in the build log")
+    return int(match[1]), int(match[2])
+
+
+def notebooks(docs: Path) -> list[str]:
+    """The pages that are notebooks (they have code cells), by name."""
+    return sorted(
+        p.relative_to(docs).with_suffix("").as_posix()
+        for p in docs.rglob("*.md")
+        if CODE_CELL in p.read_text(encoding="utf-8")
+    )
+
+
+def copy_project(dest: Path, chapters: Collection[str] | None = None) -> None:
+    """Copy what a build needs (conf.py, src/, docs/, past timings) into ``dest``.
+
+    Generated pages (``docs/api``), caches and build output stay behind, so
+    the copy builds cold.
+
+    Args:
+        dest: an empty or missing folder.
+        chapters: if given, copy only these notebooks (by name) and no other
+            notebook, for a quicker build; pages linking to the others then
+            warn about missing documents.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "conf.py", dest)
+    if RESULTS.is_file():  # as in a fresh clone: its timings order the parallel readers
+        (dest / RESULTS.relative_to(ROOT)).parent.mkdir(parents=True)
+        shutil.copy2(RESULTS, dest / RESULTS.relative_to(ROOT))
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    skip = ["api", "__pycache__", ".ipynb_checkpoints"]
+    if chapters is not None:
+        unknown = set(chapters) - set(notebooks(ROOT / "docs"))
+        if unknown:
+            raise ValueError(f"not notebooks in docs/: {sorted(unknown)}")
+        skip += [f"{name}.md" for name in notebooks(ROOT / "docs") if name not in chapters]
+    shutil.copytree(ROOT / "docs", dest / "docs", ignore=shutil.ignore_patterns(*skip))
+
+
+def edit_prose(page: Path) -> None:
+    """Add a sentence at the end of a page: text only, no code cell changes."""
+    with page.open("a", encoding="utf-8") as f:
+        f.write("\nThis sentence was added by the build benchmark.\n")
+
+
+def edit_code(page: Path) -> None:
+    """Add a statement to the first code cell that has no options.
+
+    The statement is the cell's first line, so the cell's displayed result (its
+    last expression) stays the same; any change to a cell's source misses the
+    execution cache.
+    """
+    lines = page.read_text(encoding="utf-8").splitlines(keepends=True)
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith(CODE_CELL) and not lines[i + 1].startswith((":", "---")):
+            lines.insert(i + 1, "benchmark_edit = 1\n")
+            page.write_text("".join(lines), encoding="utf-8")
+            return
+    raise ValueError(f"{page} has no code cell without options")
+
+
+def edit_package(project: Path) -> None:
+    """Add a comment to the package: changes the hash conf.py names the cache by."""
+    with (project / "src" / "attention" / "toy.py").open("a", encoding="utf-8") as f:
+        f.write("# A comment added by the build benchmark.\n")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def build(command: Sequence[str], project: Path, name: str, what: str) -> Step:
+    """Run the build command in ``project`` and measure it.
+
+    Raises:
+        RuntimeError: if the build fails (its output's end is in the message).
+    """
+    env = {**os.environ, "ATTENTION_BUILD_DIR": str(project / "_build")}
+    load_before = os.getloadavg()[0]
+    cpu = _children_cpu()
+    start = time.perf_counter()
+    result = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - start
+    cpu = _children_cpu() - cpu
+    log = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} build failed ({result.returncode}):\n{log[-4000:]}")
+    return Step(
+        name=name,
+        what=what,
+        wall_s=wall,
+        cpu_s=cpu,
+        pages_outdated=pages_outdated(log),
+        executed=executed_notebooks(log, project / "docs"),
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
+    )
+
+
+def check_targets(
+    steps: Sequence[Step], chapter: str, all_notebooks: Sequence[str]
+) -> list[Target]:
+    """Compare the five builds with the promises in this module's docstring."""
+    by_name = {step.name: step for step in steps}
+    cold, unchanged = by_name["cold"], by_name["no change"]
+    prose, code, package = by_name["prose edit"], by_name["code edit"], by_name["package edit"]
+    share = unchanged.wall_s / cold.wall_s
+    return [
+        Target(
+            "no-change rebuild <= 10% of cold",
+            share <= NO_CHANGE_LIMIT and not unchanged.executed,
+            f"{share:.1%} of the cold build's wall time "
+            f"({unchanged.wall_s:.1f} s / {cold.wall_s:.1f} s); "
+            f"executed {sorted(unchanged.executed) or 'nothing'}",
+        ),
+        Target(
+            "code edit in one chapter executes exactly that chapter",
+            list(code.executed) == [chapter],
+            f"executed {list(code.executed) or 'nothing'}",
+        ),
+        Target(
+            "prose edit executes nothing",
+            not prose.executed,
+            f"executed {list(prose.executed) or 'nothing'}; "
+            f"{prose.pages_outdated[1]} page(s) changed",
+        ),
+        Target(
+            "package edit executes every chapter (by design: no stale outputs)",
+            sorted(package.executed) == sorted(all_notebooks),
+            f"executed {len(package.executed)} of {len(all_notebooks)} notebooks",
+        ),
+    ]
+
+
+def _machine() -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for dist in ("sphinx", "myst-nb", "torch"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def table(steps: Sequence[Step]) -> str:
+    """The steps as a plain-text table."""
+    head = (
+        f"{'build':<13} {'wall s':>7} {'x cold':>7} {'cpu s':>7} {'x cold':>7} "
+        f"{'added+changed':>13} {'load':>10}  executed"
+    )
+    rows = [head, "-" * len(head)]
+    for s in steps:
+        ran = ", ".join(s.executed) if len(s.executed) <= 2 else f"{len(s.executed)} notebooks"
+        pages = "{}+{}".format(*s.pages_outdated)
+        rows.append(
+            f"{s.name:<13} {s.wall_s:7.1f} {s.wall_ratio:7.3f} {s.cpu_s:7.1f} {s.cpu_ratio:7.3f} "
+            f"{pages:>13} {s.load_before:4.1f}-{s.load_after:<5.1f}  {ran or '-'}"
+        )
+    return "\n".join(rows)
+
+
+def run(
+    command: Sequence[str],
+    project: Path,
+    chapter: str = CHAPTER,
+    log: Callable[..., None] = print,
+) -> Report:
+    """Run the five builds in a copy made by :func:`copy_project`; check the targets."""
+    docs = project / "docs"
+    page = docs / f"{chapter}.md"
+    report = Report(
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        machine=_machine(),
+        command=list(command),
+        chapter=chapter,
+        notebooks=notebooks(docs),
+    )
+    plan: list[tuple[str, str, Callable[[], None]]] = [
+        ("cold", "nothing: empty cache and output", lambda: None),
+        ("no change", "nothing", lambda: None),
+        ("prose edit", f"a sentence added to {chapter}", lambda: edit_prose(page)),
+        ("code edit", f"a statement added to a code cell of {chapter}", lambda: edit_code(page)),
+        ("package edit", "a comment added to src/attention/toy.py", lambda: edit_package(project)),
+    ]
+    for name, what, edit in plan:
+        edit()
+        log(f"{name} build ({what}) ...", flush=True)
+        step = build(command, project, name, what)
+        log(f"  {step.wall_s:.1f} s, executed {len(step.executed)}", flush=True)
+        report.steps.append(step)
+    cold = report.steps[0]
+    for step in report.steps:
+        step.wall_ratio = step.wall_s / cold.wall_s
+        step.cpu_ratio = step.cpu_s / cold.cpu_s if cold.cpu_s else 0.0
+    report.targets = check_targets(report.steps, chapter, report.notebooks)
+    return report
+
+
+def _resolve(command: Sequence[str]) -> list[str]:
+    """Make a program path relative to the project (``.venv/bin/...``) absolute."""
+    program = Path(command[0])
+    if not program.is_absolute() and len(program.parts) > 1:
+        program = ROOT / program
+    return [str(program), *command[1:]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the builds, print and save the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", nargs="+", help="the build command, after --")
+    parser.add_argument("--workdir", type=Path, help="build here and keep it (default: a temp dir)")
+    parser.add_argument("--chapters", nargs="+", help="copy only these notebooks (a quick run)")
+    parser.add_argument("--chapter", default=CHAPTER, help="the chapter to edit")
+    parser.add_argument(
+        "--output", type=Path, help=f"results file (default: {RESULTS}; none with --chapters)"
+    )
+    args = parser.parse_args(argv)
+    output = args.output or (None if args.chapters else RESULTS)
+    command = _resolve(args.command)
+
+    with tempfile.TemporaryDirectory(prefix="attention-bench-") as tmp:
+        project = args.workdir.resolve() if args.workdir else Path(tmp) / "book"
+        if project.exists() and any(project.iterdir()):
+            parser.error(f"{project} is not empty")
+        copy_project(project, args.chapters)
+        print(f"building a copy in {project} with: {' '.join(command)}", flush=True)
+        report = run(command, project, args.chapter)
+
+    print()
+    print(table(report.steps))
+    print(f"\n{report.machine['cpus']} CPUs, {report.date}; load = 1-minute load average")
+    print("\ntargets:")
+    for target in report.targets:
+        print(f"  [{'ok' if target.holds else 'FAILED'}] {target.name}: {target.detail}")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+        print(f"\nwrote {output}")
+    return 0 if all(target.holds for target in report.targets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
