@@ -116,6 +116,9 @@ def test_kernels_json_compares_flash_and_the_formula_with_sdpa(tiny_run):
     for g in payload["groups"]:
         names = [r["variant"] for r in g["records"]]
         assert names == ["sdpa", "flash", "naive"]
+        base = g["records"][0]
+        assert base["time_ratio"] == 1.0
+        assert base["memory_ratio"] == 1.0
         for r in g["records"]:
             assert r["max_abs_difference"] < 1e-4
             assert r["flops"] == kernels.kernel_flops(plan, g["shape"]["tokens"])
