@@ -4,6 +4,7 @@
 #   make html    set up .venv if needed, then build the site into _build/html
 #   make test    set up, then lint, package tests, docs build (-n -W), browser tests
 #   make serve   serve _build/html on http://127.0.0.1:8000
+#   make bench   benchmarks: tables, benchmarks/results/*.json and *.svg
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -40,8 +41,8 @@ html-strict: setup
 	$(SPHINXBUILD) -E -n -W --keep-going $(SPHINXOPTS)
 
 lint: setup
-	$(BIN)/ruff check src tests conf.py docs/_ext
-	$(BIN)/ruff format --check src tests conf.py docs/_ext
+	$(BIN)/ruff check src tests benchmarks conf.py docs/_ext
+	$(BIN)/ruff format --check src tests benchmarks conf.py docs/_ext
 	$(BIN)/mypy
 
 test-package: setup
@@ -51,6 +52,21 @@ test-site: setup
 	$(BIN)/python -m pytest -m site
 
 test: lint test-package html-strict test-site
+
+# Benchmarks (benchmarks/, run as `python -m benchmarks`): the package's attention
+# against PyTorch's, with a table of the targets at the end. The full run takes
+# ten to fifteen minutes on two cores and writes benchmarks/results/ (which
+# chapter 13 plots); bench-quick is a smoke run of a minute or two at smaller
+# sizes, written to _build/benchmarks/quick. BENCHOPTS passes more options
+# (see `python -m benchmarks --help`). PYTHONPATH=src: measure this checkout.
+BENCHOPTS ?=
+.PHONY: bench bench-quick
+
+bench: setup
+	PYTHONPATH=src $(BIN)/python -m benchmarks $(BENCHOPTS)
+
+bench-quick: setup
+	PYTHONPATH=src $(BIN)/python -m benchmarks --quick $(BENCHOPTS)
 
 serve:
 	$(BIN)/python -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
