@@ -46,6 +46,7 @@ def _curves(
     *,
     baseline: str,
     log_y: bool,
+    ratio: bool = False,
 ) -> None:
     tokens = [g["shape"]["tokens"] for g in groups]
     for name, label in labels.items():
@@ -67,8 +68,17 @@ def _curves(
         ax.set_yscale("log")
     ax.set_xticks(tokens, [str(t) for t in tokens])
     ax.minorticks_off()
+    if ratio:
+        _ratio_ticks(ax)
     ax.set_xlabel("context length T")
     ax.grid(alpha=0.3)
+
+
+def _ratio_ticks(ax: Axes) -> None:
+    """Label a logarithmic ratio axis at 1/8, 1/4, ... 1, 2, 4, ... within its range."""
+    low, high = ax.get_ylim()
+    ticks = [2.0**k for k in range(-10, 11) if low <= 2.0**k <= high]
+    ax.set_yticks(ticks, [f"{t:g}" if t >= 1 else f"1/{1 / t:g}" for t in ticks])
 
 
 def _ratio_figure(
@@ -87,7 +97,7 @@ def _ratio_figure(
         for column, (pass_, groups) in enumerate(groups_by_pass.items()):
             top, bottom = axes[0][column], axes[1][column]
             _curves(top, groups, labels, absolute[1], baseline=baseline, log_y=True)
-            _curves(bottom, groups, labels, relative[1], baseline=baseline, log_y=True)
+            _curves(bottom, groups, labels, relative[1], baseline=baseline, log_y=True, ratio=True)
             top.set(title=pass_, ylabel=absolute[0])
             bottom.set(ylabel=relative[0])
         handles, names = axes[0][0].get_legend_handles_labels()
@@ -125,16 +135,16 @@ def plot_layers(payload: Record, out: Path) -> list[Path]:
         labels,
         baseline=payload["settings"]["baseline"],
         absolute=("seconds (min of repeats)", _seconds),
-        relative=(f"time / {base}", lambda r: r.get("time_ratio")),
-        title=f"Attention layers: time ({where})",
+        relative=("time / baseline (dashed)", lambda r: r.get("time_ratio")),
+        title=f"Attention layers: time ({where}); baseline {base}, same run",
     )
     memory_fig = _ratio_figure(
         by_pass,
         labels,
         baseline=payload["settings"]["baseline"],
         absolute=("peak MiB allocated", _mib),
-        relative=(f"peak memory / {base}", lambda r: r.get("memory_ratio")),
-        title=f"Attention layers: peak memory ({where})",
+        relative=("peak memory / baseline (dashed)", lambda r: r.get("memory_ratio")),
+        title=f"Attention layers: peak memory ({where}); baseline {base}, same run",
     )
     return [save(time_fig, out / "layers.svg"), save(memory_fig, out / "layers-memory.svg")]
 
@@ -148,18 +158,26 @@ def plot_kernels(payload: Record, out: Path) -> list[Path]:
     with plt.rc_context(_RC):
         fig, axes = plt.subplots(2, 2, figsize=(9.2, 6.4))
         panels = [
-            (axes[0][0], "seconds (min of repeats)", _seconds),
-            (axes[1][0], f"time / {base}", lambda r: r.get("time_ratio")),
-            (axes[0][1], "peak MiB allocated", _mib),
-            (axes[1][1], f"peak memory / {base}", lambda r: r.get("memory_ratio")),
+            (axes[0][0], "seconds (min of repeats)", _seconds, False),
+            (axes[1][0], "time / baseline (dashed)", lambda r: r.get("time_ratio"), True),
+            (axes[0][1], "peak MiB allocated", _mib, False),
+            (axes[1][1], "peak memory / baseline", lambda r: r.get("memory_ratio"), True),
         ]
-        for ax, ylabel, value in panels:
-            _curves(ax, groups, labels, value, baseline=payload["settings"]["baseline"], log_y=True)
+        for ax, ylabel, value, is_ratio in panels:
+            _curves(
+                ax,
+                groups,
+                labels,
+                value,
+                baseline=payload["settings"]["baseline"],
+                log_y=True,
+                ratio=is_ratio,
+            )
             ax.set(ylabel=ylabel)
         axes[0][0].legend()
         fig.suptitle(
             f"Causal attention kernels, forward, (B, H, D) = "
-            f"({plan['batch']}, {plan['heads']}, {plan['head_dim']})"
+            f"({plan['batch']}, {plan['heads']}, {plan['head_dim']}); baseline {base}, same run"
         )
         fig.tight_layout()
     return [save(fig, out / "kernels.svg")]

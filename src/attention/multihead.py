@@ -256,8 +256,9 @@ class MultiHeadAttention(nn.Module):
         three weights stacked into one (3C, d_in) matrix (``torch.cat`` is
         differentiable, so each weight still receives its own gradient, and the
         stack is rebuilt on every call, so it always holds the current
-        weights); the heads are strided views into that product, not copies;
-        and ``F.scaled_dot_product_attention`` never forms the weights.
+        weights); without autograd the heads are strided views into that
+        product, not copies; and ``F.scaled_dot_product_attention`` never forms
+        the weights.
         """
         b, num_tokens, _ = x.shape
         weight = torch.cat((self.W_query.weight, self.W_key.weight, self.W_value.weight))
@@ -266,7 +267,12 @@ class MultiHeadAttention(nn.Module):
             bias = torch.cat((self.W_query.bias, self.W_key.bias, self.W_value.bias))  # (3C,)
         qkv = F.linear(x, weight, bias)  # (B, T, d_in) @ (d_in, 3C) -> (B, T, 3C)
         qkv = qkv.view(b, num_tokens, 3, self.num_heads, self.head_dim)  # (B, T, 3, H, D)
-        queries, keys, values = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, D)
+        heads = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, T, D), a strided view
+        if heads.requires_grad:
+            # Measured: the kernel's backward pass is faster on contiguous inputs,
+            # enough to repay this copy; its forward pass reads the view as fast.
+            heads = heads.contiguous()
+        queries, keys, values = heads.unbind(0)  # 3 x (B, H, T, D)
         p = self.dropout.p if self.training else 0.0
         if padding_mask is None:
             # The kernel builds the causal mask itself, which lets it skip work.
