@@ -1,9 +1,10 @@
 """SVG plots of the suites' results, written next to their JSON files.
 
-Each figure shows the measured quantity and, beside it, the same quantity as
-a ratio to the suite's baseline measured in the same run (``nn.MultiheadAttention``
-for layers, ``F.scaled_dot_product_attention`` for kernels). The files are
-deterministic for given results: no creation date, fixed SVG ids.
+Each figure shows the measured quantity and, below it, the same quantity as
+a ratio to the suite's baseline measured in the same run
+(``nn.MultiheadAttention`` on its SDPA path for layers,
+``F.scaled_dot_product_attention`` for kernels). The files are deterministic
+for given results: no creation date, fixed SVG ids.
 """
 
 from __future__ import annotations
@@ -126,14 +127,14 @@ def _mib(r: Record) -> float | None:
 def plot_layers(payload: Record, out: Path) -> list[Path]:
     """``layers.svg`` (time) and ``layers-memory.svg`` (peak memory), each with ratios."""
     labels = payload["settings"]["variants"]
-    base = labels[payload["settings"]["baseline"]]
+    base = labels[payload["settings"]["sweep_baseline"]]
     by_pass = _by_pass(payload)
     shape = next(iter(by_pass.values()))[0]["shape"]
     where = f"B={shape['batch']}, C={shape['width']}, H={shape['heads']}, causal"
     time_fig = _ratio_figure(
         by_pass,
         labels,
-        baseline=payload["settings"]["baseline"],
+        baseline=payload["settings"]["sweep_baseline"],
         absolute=("seconds (min of repeats)", _seconds),
         relative=("time / baseline (dashed)", lambda r: r.get("time_ratio")),
         title=f"Attention layers: time ({where}); baseline {base}, same run",
@@ -141,7 +142,7 @@ def plot_layers(payload: Record, out: Path) -> list[Path]:
     memory_fig = _ratio_figure(
         by_pass,
         labels,
-        baseline=payload["settings"]["baseline"],
+        baseline=payload["settings"]["sweep_baseline"],
         absolute=("peak MiB allocated", _mib),
         relative=("peak memory / baseline (dashed)", lambda r: r.get("memory_ratio")),
         title=f"Attention layers: peak memory ({where}); baseline {base}, same run",

@@ -83,6 +83,7 @@ def test_flop_suites_record_a_measured_peak_and_fractions_of_it(tiny_run, suite)
 
 
 def test_layers_json_has_every_variant_both_passes_and_ratios_to_nn_multiheadattention(tiny_run):
+    """Sweep ratios are to nn.MultiheadAttention on its SDPA path, targets to its eval mode."""
     payload = _load(tiny_run, "layers")
     sweep = [g for g in payload["groups"] if g["group"] == "sweep"]
     plan = layers.PLANS["tiny"]
@@ -90,8 +91,9 @@ def test_layers_json_has_every_variant_both_passes_and_ratios_to_nn_multiheadatt
         (t, p) for t in plan.sweep_tokens for p in layers.PASSES
     }
     for g in sweep:
-        assert [r["variant"] for r in g["records"]] == list(layers.VARIANTS)
-        base = next(r for r in g["records"] if r["variant"] == "torch")
+        assert [r["variant"] for r in g["records"]] == layers.sweep_variants(g["pass"])
+        assert g["baseline"] == "torch_sdpa"
+        base = next(r for r in g["records"] if r["variant"] == "torch_sdpa")
         assert base["time_ratio"] == 1.0
         assert base["memory_ratio"] == 1.0
         for r in g["records"]:
@@ -101,6 +103,10 @@ def test_layers_json_has_every_variant_both_passes_and_ratios_to_nn_multiheadatt
     target = [g for g in payload["groups"] if g["group"] == "target"]
     assert [g["pass"] for g in target] == list(layers.PASSES)
     for g in target:
+        assert g["baseline"] == "torch"
+        names = [r["variant"] for r in g["records"]]
+        assert names == ["sdpa", "torch"] + (["torch_sdpa"] if g["pass"] == "forward" else [])
+        assert g["records"][1]["time_ratio"] == 1.0
         assert [p["part"] for p in g["parts"]] == list(layers.PARTS)
         assert g["parts_sum_s"] == pytest.approx(sum(p["min_s"] for p in g["parts"]))
         sdpa = g["records"][0]
