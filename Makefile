@@ -5,6 +5,7 @@
 #   make test    set up, then lint, package tests, docs build (-n -W), browser tests
 #   make serve   serve _build/html on http://127.0.0.1:8000
 #   make bench-build  time cold and incremental builds of a copy of the project
+#   make bench   benchmarks: tables, benchmarks/results/*.json and *.svg
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -65,6 +66,20 @@ test: lint test-package html-strict test-site
 BENCHOPTS ?=
 bench-build: setup
 	$(BIN)/python benchmarks/build.py $(BENCHOPTS) -- $(HTMLBUILD)
+
+# Benchmarks (benchmarks/, run as `python -m benchmarks`): the package's attention
+# against PyTorch's, with a table of the targets at the end. The full run takes
+# ten to fifteen minutes on two cores and writes benchmarks/results/ (which
+# chapter 13 plots); bench-quick is a smoke run of a minute or two at smaller
+# sizes, written to _build/benchmarks/quick. BENCHOPTS passes more options
+# (see `python -m benchmarks --help`). PYTHONPATH=src: measure this checkout.
+.PHONY: bench bench-quick
+
+bench: setup
+	PYTHONPATH=src $(BIN)/python -m benchmarks $(BENCHOPTS)
+
+bench-quick: setup
+	PYTHONPATH=src $(BIN)/python -m benchmarks --quick $(BENCHOPTS)
 
 serve:
 	$(BIN)/python -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html

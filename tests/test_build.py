@@ -8,6 +8,7 @@ package in a copy of the project, rebuilds, and checks the page changed.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -52,3 +53,33 @@ def test_editing_the_package_re_executes_the_chapters(tmp_path):
 
     # "Your" . "journey" grows by 0.10 * 0.55: the page must show the new number.
     assert _first_score(_build(project)) == "1.0094"
+
+
+_CACHE_FOLDERS = """
+import pathlib, runpy, sys
+conf, result = sys.argv[1], pathlib.Path(sys.argv[2])
+original = result.read_text()
+folders = [runpy.run_path(conf)["nb_execution_cache_path"]]
+result.write_text(original.replace("0.5", "0.25"))  # a new measurement
+folders.append(runpy.run_path(conf)["nb_execution_cache_path"])
+result.write_text(original)
+folders.append(runpy.run_path(conf)["nb_execution_cache_path"])
+print("\\n".join(folders))
+"""
+
+
+def test_new_benchmark_results_change_the_execution_cache(tmp_path):
+    """Chapter 13 plots benchmarks/results/*.json: new results must re-execute it."""
+    project = tmp_path / "book"
+    copy_project(project, chapters=[CHAPTER])
+    results = project / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "kernels.json").write_text('{"time_ratio": 0.5}\n', encoding="utf-8")
+    env = {**os.environ, "ATTENTION_BUILD_DIR": str(tmp_path / "build")}
+    command = [sys.executable, "-c", _CACHE_FOLDERS, "conf.py", "benchmarks/results/kernels.json"]
+    done = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    before, changed, reverted = done.stdout.split()
+    assert changed != before
+    assert reverted == before

@@ -8,7 +8,10 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from attention import MultiHeadAttention
 from attention.complexity import (
+    attention_layer_macs,
+    attention_macs,
     attention_macs_per_token,
     crossover_context_length,
     generation_step_macs,
@@ -79,6 +82,34 @@ def test_attention_macs_equal_counted_operations(impl):
     assert _macs(lambda: impl(q, k, v)) == t * attention_macs_per_token(h * head_dim, t)
 
 
+@given(b=st.integers(1, 4), t=st.integers(1, 300), d=st.integers(1, 64))
+def test_attention_macs_sum_the_per_token_costs(b, t, d):
+    causal = sum(attention_macs_per_token(d, s) for s in range(1, t + 1))  # query s sees s keys
+    assert attention_macs(batch_size=b, context_length=t, d_model=d, causal=True) == b * causal
+    full = attention_macs(batch_size=b, context_length=t, d_model=d, causal=False)
+    assert full == b * t * attention_macs_per_token(d, t)
+    layer = attention_layer_macs(batch_size=b, context_length=t, d_model=d, causal=True)
+    assert layer == b * causal + b * t * linear_macs_per_token(d) // 3  # 4 of the 12 d^2
+
+
+def test_attention_macs_equal_counted_operations_of_the_formula_on_a_batch():
+    b, h, t, head_dim = 3, 2, 7, 4
+    q, k, v = (random_tensor(s, b, h, t, head_dim) for s in range(3))
+    counted = _macs(lambda: reference_attention(q, k, v))
+    assert counted == attention_macs(
+        batch_size=b, context_length=t, d_model=h * head_dim, causal=False
+    )
+
+
+def test_layer_macs_equal_counted_operations_of_the_books_layer():
+    """The book's layer computes every score, masked or not: the unmasked count."""
+    b, t, c = 2, 6, 8
+    layer = MultiHeadAttention(c, c, t, 0.0, num_heads=2)
+    x = random_tensor(0, b, t, c)
+    expected = attention_layer_macs(batch_size=b, context_length=t, d_model=c, causal=False)
+    assert _macs(lambda: layer(x)) == expected
+
+
 @given(d=st.integers(1, 4096))
 def test_crossover_is_where_the_costs_are_equal(d):
     t = crossover_context_length(d)
@@ -138,6 +169,16 @@ def test_cache_turns_quadratic_steps_into_linear_ones():
         ),
         (lambda: attention_macs_per_token(8, -1), ValueError, "context_length must be a positive"),
         (lambda: crossover_context_length(True), TypeError, "d_model must be a positive int"),
+        (
+            lambda: attention_macs(batch_size=0, context_length=4, d_model=8, causal=True),
+            ValueError,
+            "batch_size must be a positive int, got 0",
+        ),
+        (
+            lambda: attention_layer_macs(batch_size=1, context_length=4, d_model=8, causal=0),
+            TypeError,
+            "causal must be a bool, got int 0",
+        ),
         (
             lambda: kv_cache_bytes(n_layers=0, d_model=8, context_length=4),
             ValueError,

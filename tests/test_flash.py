@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attention.flash import flash_attention, reference_attention
@@ -120,6 +120,33 @@ def test_block_size_does_not_change_the_result(t, block_size, causal, seed):
     torch.testing.assert_close(
         flash_attention(q, k, v, causal=causal, block_size=block_size), expected
     )
+
+
+@settings(max_examples=15)
+@given(
+    t_q=st.integers(1, 600),
+    extra_keys=st.integers(0, 300),
+    causal=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_default_tiles_equal_sdpa_on_long_sequences(t_q, extra_keys, causal, seed):
+    """Several (256, 256) tiles, a ragged last one, and diagonals at any offset."""
+    q, k, v = _qkv(seed, 1, 2, t_q, t_q + extra_keys, 8)
+    expected = _sdpa_bottom_right(q, k, v, causal)
+    torch.testing.assert_close(flash_attention(q, k, v, causal=causal), expected, atol=1e-5, rtol=0)
+
+
+def test_gradients_equal_the_reference_across_default_tiles():
+    """The in-place exponentials and the gradient-free maximum leave the gradients exact."""
+    q, k, v = (t.requires_grad_() for t in _qkv(10, 1, 2, 300, 340, 8, torch.float64))
+    cotangent = random_tensor(11, 1, 2, 300, 8, dtype=torch.float64)
+    (flash_attention(q, k, v, causal=True) * cotangent).sum().backward()
+    flash_grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    (reference_attention(q, k, v, causal=True) * cotangent).sum().backward()
+    for mine, theirs in zip(flash_grads, (q.grad, k.grad, v.grad), strict=True):
+        torch.testing.assert_close(mine, theirs)
 
 
 @given(shift=st.floats(-50, 50), seed=st.integers(0, 1000))

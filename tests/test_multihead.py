@@ -86,3 +86,21 @@ def test_multihead_weights_are_causal_per_head(batch):
     _, weights = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)(batch, return_weights=True)
     assert weights.shape == (2, 2, 6, 6)
     assert (weights.triu(diagonal=1) == 0).all()
+
+
+def test_sdpa_impl_follows_in_place_weight_updates(batch):
+    """The stacked Q, K, V weight is rebuilt on each call, never a stale copy."""
+    torch.manual_seed(3)
+    manual = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, qkv_bias=True)
+    fast = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, qkv_bias=True, impl="sdpa")
+    fast.load_state_dict(manual.state_dict())
+    with torch.no_grad():
+        before = fast(batch)
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.add_(torch.randn_like(p))  # in place, as an optimizer step updates weights
+    manual.load_state_dict(fast.state_dict())
+    with torch.no_grad():
+        after = fast(batch)
+        assert not torch.allclose(after, before, atol=1e-3)
+        assert torch.allclose(after, manual(batch), atol=1e-6)

@@ -294,3 +294,43 @@ def test_cuda_mask_buffer_follows_to():
     assert layer.mask.device.type == "cuda"
     with pytest.raises(ValueError, match="x must be on the layer's device"):
         layer(torch.rand(1, 6, 3))
+
+
+@given(
+    seed=seeds,
+    b=batches,
+    t=tokens,
+    d_in=widths,
+    head_dim=widths,
+    num_heads=heads,
+    bias=st.booleans(),
+    padded=st.booleans(),
+)
+def test_sdpa_impl_equals_manual_forward_and_gradients(
+    seed, b, t, d_in, head_dim, num_heads, bias, padded
+):
+    """The fused path (one stacked Q, K, V product, SDPA) gives the book's numbers and grads."""
+    torch.manual_seed(seed)
+    d_out = head_dim * num_heads
+    manual = MultiHeadAttention(d_in, d_out, 8, 0.0, num_heads, qkv_bias=bias).double()
+    fast = MultiHeadAttention(d_in, d_out, 8, 0.0, num_heads, qkv_bias=bias, impl="sdpa").double()
+    fast.load_state_dict(manual.state_dict())
+    x = random_tensor(seed, b, t, d_in, dtype=torch.float64)
+    cotangent = random_tensor(seed + 1, b, t, d_out, dtype=torch.float64)
+    padding = None
+    if padded:  # left padding of random length, never the whole sequence
+        lengths = torch.randint(0, t, (b, 1), generator=torch.Generator().manual_seed(seed))
+        padding = torch.arange(t)[None, :] < lengths  # (B, T), True = padding
+    results = []
+    for layer in (manual, fast):
+        leaf = x.clone().requires_grad_()
+        out = layer(leaf, padding_mask=padding)
+        (out * cotangent).sum().backward()
+        grads = {name: p.grad for name, p in layer.named_parameters()}
+        results.append((out.detach(), leaf.grad, grads))
+    (out_m, gx_m, grads_m), (out_f, gx_f, grads_f) = results
+    torch.testing.assert_close(out_f, out_m)
+    torch.testing.assert_close(gx_f, gx_m)
+    assert grads_f.keys() == grads_m.keys()
+    for name in grads_m:
+        torch.testing.assert_close(grads_f[name], grads_m[name], msg=name)

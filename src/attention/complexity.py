@@ -25,6 +25,8 @@ from __future__ import annotations
 from attention import _checks
 
 __all__ = [
+    "attention_layer_macs",
+    "attention_macs",
     "attention_macs_per_token",
     "crossover_context_length",
     "generation_step_macs",
@@ -114,6 +116,63 @@ def attention_macs_per_token(d_model: int, context_length: int) -> int:
     d = _checks.positive_int("d_model", d_model)
     t = _checks.positive_int("context_length", context_length)
     return 2 * t * d
+
+
+def attention_macs(*, batch_size: int, context_length: int, d_model: int, causal: bool) -> int:
+    """Multiply-adds of attention itself over whole sequences: scores and weighted sums.
+
+    Each query costs :func:`attention_macs_per_token` for the keys it sees:
+    all T without a mask, so ``2 T^2 d`` per sequence; under the causal mask
+    query t sees t keys (t = 1 .. T), so ``T (T + 1) d``. This is the work
+    the maths needs; an implementation that computes the masked scores
+    anyway does more. The projections are not included.
+
+    Args:
+        batch_size: B, the number of sequences.
+        context_length: T, the number of tokens in each.
+        d_model: d, the model width C (all heads together, H x D).
+        causal: Count only the (query, key) pairs the causal mask keeps.
+
+    Returns:
+        Multiply-adds for the batch, an int.
+
+    Example:
+        >>> attention_macs(batch_size=1, context_length=3, d_model=2, causal=True)
+        24
+    """
+    b = _checks.positive_int("batch_size", batch_size)
+    t = _checks.positive_int("context_length", context_length)
+    d = _checks.positive_int("d_model", d_model)
+    if _checks.flag("causal", causal):
+        return b * t * (t + 1) * d
+    return b * t * attention_macs_per_token(d, t)
+
+
+def attention_layer_macs(
+    *, batch_size: int, context_length: int, d_model: int, causal: bool
+) -> int:
+    """Multiply-adds of one multi-head attention layer's forward pass (d -> d).
+
+    :func:`attention_macs` plus the four projections, Q, K, V and output:
+    ``4 d^2`` per token (biases ignored), ``4 B T d^2`` in all.
+
+    Args:
+        batch_size: B, the number of sequences.
+        context_length: T, the number of tokens in each.
+        d_model: d, the model width C, the layer's input and output width.
+        causal: Count only the (query, key) pairs the causal mask keeps.
+
+    Returns:
+        Multiply-adds for the batch, an int.
+
+    Example:
+        >>> attention_layer_macs(batch_size=1, context_length=3, d_model=2, causal=True)
+        72
+    """
+    attention = attention_macs(
+        batch_size=batch_size, context_length=context_length, d_model=d_model, causal=causal
+    )
+    return attention + 4 * batch_size * context_length * d_model * d_model
 
 
 def crossover_context_length(d_model: int) -> int:

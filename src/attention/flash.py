@@ -26,6 +26,7 @@ from torch import Tensor
 from attention import _checks
 
 _LAYOUT = "(B, H, T, D)"
+_LOG2_E = math.log2(math.e)  # exp(x) = 2 ** (x * _LOG2_E)
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False) -> Tensor:
@@ -62,7 +63,7 @@ def reference_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False
 
 
 def flash_attention(
-    q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, block_size: int = 128
+    q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, block_size: int = 256
 ) -> Tensor:
     """Tiled attention with an online softmax: equal to :func:`reference_attention`.
 
@@ -75,6 +76,13 @@ def flash_attention(
     block that straddles the diagonal is masked. It also equals
     ``F.scaled_dot_product_attention`` (``is_causal=True`` when T_q = T_k).
 
+    Two shortcuts change no result. The exponentials are powers of 2:
+    ``exp(x) = 2 ** (x log2(e))``, so ``log2(e)`` joins the ``1 / sqrt(D)``
+    scale of the queries and ``exp2`` (several times cheaper than ``exp`` on a
+    CPU) does the rest. And the running maximum, which only keeps the powers
+    in range and cancels in ``acc / l``, is taken without a gradient, so the
+    tile of scores can turn into its exponentials in place.
+
     Args:
         q: Queries, shape (B, H, T_q, D).
         k: Keys, shape (B, H, T_k, D).
@@ -83,7 +91,7 @@ def flash_attention(
             the last query aligned to the last key. Needs T_q <= T_k.
             Default: ``False``.
         block_size: Queries and keys per tile; the scores held at any moment
-            are (B, H, block_size, block_size). Default: 128.
+            are (B, H, block_size, block_size). Default: 256.
 
     Returns:
         Context vectors, shape (B, H, T_q, D_v).
@@ -100,8 +108,12 @@ def flash_attention(
     block = _checks.positive_int("block_size", block_size)
     t_q, t_k = q.shape[-2], k.shape[-2]
     offset = t_k - t_q  # query i sits at key position i + offset
-    q = q * (1.0 / math.sqrt(q.shape[-1]))  # (B, H, T_q, D), scaled once
-    outputs = []
+    q = q * (_LOG2_E / math.sqrt(q.shape[-1]))  # (B, H, T_q, D), scaled once, base 2
+    # Key j0 + c comes after query i0 + r exactly when c - r > i0 + offset - j0.
+    rows = torch.arange(min(block, t_q), device=q.device)  # (b_q,)
+    cols = torch.arange(min(block, t_k), device=q.device)  # (b_k,)
+    col_minus_row = cols[None, :] - rows[:, None]  # (b_q, b_k), one tile's worth
+    out = q.new_empty((*q.shape[:-1], v.shape[-1]))  # (B, H, T_q, D_v)
     for i0 in range(0, t_q, block):
         i1 = min(i0 + block, t_q)
         q_blk = q[..., i0:i1, :]  # (B, H, b_q, D)
@@ -114,15 +126,17 @@ def flash_attention(
             j1 = min(j0 + block, k_end)
             s = q_blk @ k[..., j0:j1, :].transpose(-2, -1)  # (B,H,b_q,D) @ (B,H,D,b_k)
             if causal and j1 - 1 > i0 + offset:  # the tile straddles the diagonal
-                s = s.masked_fill(_blocked(i0, i1, j0, j1, offset, q.device), -torch.inf)
-            new_max = torch.maximum(row_max, s.amax(dim=-1, keepdim=True))  # (B, H, b_q, 1)
-            rescale = torch.exp(row_max - new_max)  # (B, H, b_q, 1); 0 on the first tile
-            p = torch.exp(s - new_max)  # (B, H, b_q, b_k)
+                blocked = col_minus_row[: i1 - i0, : j1 - j0] > i0 + offset - j0  # (b_q, b_k)
+                # Adding a tile of 0 and -inf is much faster than masked_fill_ here.
+                s += torch.zeros_like(blocked, dtype=s.dtype).masked_fill_(blocked, -torch.inf)
+            new_max = torch.maximum(row_max, s.detach().amax(dim=-1, keepdim=True))  # (B,H,b_q,1)
+            rescale = torch.exp2(row_max - new_max)  # (B, H, b_q, 1); 0 on the first tile
+            p = s.sub_(new_max).exp2_()  # (B, H, b_q, b_k), in place of the scores
             row_sum = row_sum * rescale + p.sum(dim=-1, keepdim=True)  # (B, H, b_q, 1)
             acc = acc * rescale + p @ v[..., j0:j1, :]  # (B,H,b_q,b_k) @ (B,H,b_k,D_v)
             row_max = new_max
-        outputs.append(acc / row_sum)  # (B, H, b_q, D_v)
-    return torch.cat(outputs, dim=-2)  # (B, H, T_q, D_v)
+        out[..., i0:i1, :] = acc / row_sum  # (B, H, b_q, D_v)
+    return out
 
 
 def _blocked(i0: int, i1: int, j0: int, j1: int, offset: int, device: torch.device) -> Tensor:

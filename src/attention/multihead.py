@@ -221,6 +221,10 @@ class MultiHeadAttention(nn.Module):
             parameter=self.W_query.weight,
             context_length=self.context_length,
         )
+        if self.impl == "sdpa":
+            fast: Tensor = self.out_proj(self._sdpa(x, padding_mask))  # (B, T, C)
+            return fast
+
         b, num_tokens, _ = x.shape
         blocked = blocked_positions(self.mask, num_tokens, padding_mask, x)  # (T, T) or (B, T, T)
         if blocked.dim() == 3:
@@ -229,38 +233,60 @@ class MultiHeadAttention(nn.Module):
         keys = self._split_heads(self.W_key(x))  # (B, H, T, D)
         values = self._split_heads(self.W_value(x))  # (B, H, T, D)
 
-        if self.impl == "sdpa":
-            context = self._sdpa(queries, keys, values, blocked, padded=padding_mask is not None)
-            weights = None
-        else:
-            scores = queries @ keys.transpose(2, 3)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
-            weights = masked_softmax(scores / keys.shape[-1] ** 0.5, blocked)  # (B, H, T, T)
-            weights = self.dropout(weights)
-            context = weights @ values  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+        scores = queries @ keys.transpose(2, 3)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
+        weights = masked_softmax(scores / keys.shape[-1] ** 0.5, blocked)  # (B, H, T, T)
+        weights = self.dropout(weights)
+        context = weights @ values  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
 
         context = context.transpose(1, 2)  # (B, T, H, D)
         context = context.contiguous().view(b, num_tokens, self.d_out)  # (B, T, C)
         output = self.out_proj(context)  # (B, T, C)
-        return (output, weights) if return_weights and weights is not None else output
+        return (output, weights) if return_weights else output
 
     def _split_heads(self, t: Tensor) -> Tensor:
         b, num_tokens, _ = t.shape
         t = t.view(b, num_tokens, self.num_heads, self.head_dim)  # (B, T, C) -> (B, T, H, D)
         return t.transpose(1, 2)  # (B, H, T, D)
 
-    def _sdpa(
-        self, queries: Tensor, keys: Tensor, values: Tensor, blocked: Tensor, *, padded: bool
-    ) -> Tensor:
-        """The fused kernel on (B, H, T, D) tensors; ``blocked`` is True = blocked."""
+    def _sdpa(self, x: Tensor, padding_mask: Tensor | None) -> Tensor:
+        """The fast path: the heads' merged context (B, T, C), before ``out_proj``.
+
+        The same maths as the manual path, in fewer and larger operations: one
+        matrix product computes the queries, keys and values together, with the
+        three weights stacked into one (3C, d_in) matrix (``torch.cat`` is
+        differentiable, so each weight still receives its own gradient, and the
+        stack is rebuilt on every call, so it always holds the current
+        weights); without autograd the heads are strided views into that
+        product, not copies; and ``F.scaled_dot_product_attention`` never forms
+        the weights.
+        """
+        b, num_tokens, _ = x.shape
+        weight = torch.cat((self.W_query.weight, self.W_key.weight, self.W_value.weight))
+        bias = None
+        if self.W_query.bias is not None:
+            bias = torch.cat((self.W_query.bias, self.W_key.bias, self.W_value.bias))  # (3C,)
+        qkv = F.linear(x, weight, bias)  # (B, T, d_in) @ (d_in, 3C) -> (B, T, 3C)
+        qkv = qkv.view(b, num_tokens, 3, self.num_heads, self.head_dim)  # (B, T, 3, H, D)
+        heads = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, T, D), a strided view
+        if heads.requires_grad:
+            # Measured: the kernel's backward pass is faster on contiguous inputs,
+            # enough to repay this copy; its forward pass reads the view as fast.
+            heads = heads.contiguous()
+        queries, keys, values = heads.unbind(0)  # 3 x (B, H, T, D)
         p = self.dropout.p if self.training else 0.0
-        if not padded:
+        if padding_mask is None:
             # The kernel builds the causal mask itself, which lets it skip work.
-            return F.scaled_dot_product_attention(
+            context = F.scaled_dot_product_attention(
                 queries, keys, values, dropout_p=p, is_causal=True
-            )
-        # SDPA's boolean mask means the opposite of ours: True = may attend.
-        context = F.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=~blocked, dropout_p=p
-        )
-        fully_blocked = blocked.all(dim=-1, keepdim=True)  # (B, 1, T, 1)
-        return context.masked_fill(fully_blocked, 0.0)  # (B, H, T, D), zero instead of NaN
+            )  # (B, H, T, D)
+        else:
+            blocked = blocked_positions(self.mask, num_tokens, padding_mask, x)[:, None]
+            # SDPA's boolean mask means the opposite of ours: True = may attend.
+            context = F.scaled_dot_product_attention(
+                queries, keys, values, attn_mask=~blocked, dropout_p=p
+            )  # (B, H, T, D); blocked is (B, 1, T, T)
+            fully_blocked = blocked.all(dim=-1, keepdim=True)  # (B, 1, T, 1)
+            context = context.masked_fill(fully_blocked, 0.0)  # zero instead of NaN
+        # PyTorch's fused kernels write their output token-major, so this reshape
+        # is a view, not a copy (it copies only for the math fallback).
+        return context.transpose(1, 2).reshape(b, num_tokens, self.d_out)  # (B, T, C)
