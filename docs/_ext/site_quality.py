@@ -19,10 +19,13 @@ until its labels are a few pixels tall. We put each such image in its own
 reachable by keyboard when it scrolls), so that attention-site.css can keep
 figures at a readable width there.
 
-And one for print: the theme's dark mode is a set of colours chosen for a
-dark background, and paper is white (browsers drop backgrounds when they
-print). A small inline script switches the page to the light palette while
-it is printed and back afterwards.
+One for print: the theme's dark mode is a set of colours chosen for a dark
+background, and paper is white (browsers drop backgrounds when they print).
+A small inline script switches the page to the light palette while it is
+printed and back afterwards.
+
+And one for the keyboard: the same script makes display maths that scroll
+sideways focusable, as the theme does for code blocks and outputs.
 """
 
 from __future__ import annotations
@@ -206,9 +209,26 @@ PRINT_IN_LIGHT = """(() => {
 })();"""
 
 
+# The theme makes code blocks and cell outputs focusable when they scroll
+# sideways, so that the keyboard can scroll them; a display formula wider
+# than the column scrolls too (in div.math, or in the <math> inside it) and
+# gets the same treatment here.
+FOCUSABLE_SCROLLING_MATHS = """(() => {
+  const boxes = ".bd-article div.math, .bd-article div.math > math";
+  const update = () => {
+    for (const e of document.querySelectorAll(boxes)) {
+      if (e.scrollWidth > e.clientWidth + 1) e.tabIndex = 0;
+      else e.removeAttribute("tabindex");
+    }
+  };
+  addEventListener("DOMContentLoaded", update);
+  addEventListener("resize", update);
+})();"""
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
-    """Register the page repairs and the print script."""
-    app.add_js_file(None, body=PRINT_IN_LIGHT)
+    """Register the page repairs and the page scripts."""
+    app.add_js_file(None, body=PRINT_IN_LIGHT + "\n" + FOCUSABLE_SCROLLING_MATHS)
     app.connect("doctree-resolved", box_output_images)
     app.connect("html-page-context", _repair_page, priority=_AFTER_THEME)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

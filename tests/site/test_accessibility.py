@@ -1,9 +1,10 @@
 """axe-core finds no serious or critical accessibility problem on any page.
 
-Every page of the built site is checked in light and in dark mode, with the
-axe-core that the pinned ``axe-playwright-python`` wheel ships (injected
-from the local file, so nothing comes from another host). Problems of impact
-"minor" or "moderate" are reported by axe but do not fail the test.
+Every page of the built site is checked in light and in dark mode, and at a
+phone's width, with the axe-core that the pinned ``axe-playwright-python``
+wheel ships (injected from the local file, so nothing comes from another
+host). Problems of impact "minor" or "moderate" are reported by axe but do
+not fail the test.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from axe_playwright_python.base import AXE_SCRIPT
 from playwright.sync_api import Page
 
 from tests.site.conftest import SITE, site_pages
-from tests.site.modes import MODES, Mode, open_in_mode
+from tests.site.modes import DESKTOP, MODES, PHONE, Device, Mode, open_in_mode
 
 PAGES = site_pages()
 FAILING = ("serious", "critical")
@@ -57,14 +58,23 @@ def test_axe_is_the_local_copy():
     assert AXE_SCRIPT.startswith("/*! axe v4.")
 
 
-@pytest.mark.parametrize("mode", MODES)
+# Every page in both modes on a desktop, and once more on a phone, where
+# wide tables and figures become scrolling boxes that must be reachable by
+# keyboard (the colours are the same as on a desktop).
+VIEWS = [(DESKTOP, mode) for mode in MODES] + [(PHONE, "light")]
+
+
+@pytest.mark.parametrize(("device", "mode"), VIEWS, ids=[f"{d.name}-{m}" for d, m in VIEWS])
 @pytest.mark.parametrize("path", PAGES)
-def test_no_serious_or_critical_violations(browser, site_url, path: str, mode: Mode):
-    page = open_in_mode(browser, f"{site_url}/{path}", mode)
+def test_no_serious_or_critical_violations(
+    browser, site_url, path: str, device: Device, mode: Mode
+):
+    page = open_in_mode(browser, f"{site_url}/{path}", mode, device)
     try:
         violations = run_axe(page)
     finally:
         page.context.close()
     failing = [v for v in violations if v["impact"] in FAILING]
     if failing:
-        pytest.fail(f"{path} in {mode} mode:\n{describe(failing)}", pytrace=False)
+        where = f"{path} on a {device.name} in {mode} mode"
+        pytest.fail(f"{where}:\n{describe(failing)}", pytrace=False)
