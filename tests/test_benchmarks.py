@@ -172,6 +172,16 @@ def test_every_suite_draws_svg_plots_without_a_date(tiny_run, suite):
         assert "<dc:date>" not in text
 
 
+def test_replot_redraws_identical_svgs_from_the_json(tiny_run):
+    """Plots depend on the JSON alone: redrawing them changes no byte."""
+    names = [name for files in SVGS.values() for name in files]
+    before = {name: (tiny_run / name).read_bytes() for name in names}
+    for name in names:
+        (tiny_run / name).unlink()
+    assert main(["--replot", "--out", str(tiny_run)]) == 0
+    assert {name: (tiny_run / name).read_bytes() for name in names} == before
+
+
 def test_targets_json_gathers_every_suites_targets(tiny_run):
     summary = json.loads((tiny_run / "targets.json").read_text(encoding="utf-8"))
     suites = [t["suite"] for t in summary["targets"]]
