@@ -2,7 +2,8 @@
 
 Run it from the repository root (``make bench`` does). ``--quick`` is a
 smoke run of a minute or two at smaller sizes; the default, full run takes
-about ten to fifteen minutes on a two-core CPU.
+about eight minutes of CPU time, and longer in wall-clock time on a machine
+busy with other work.
 """
 
 from __future__ import annotations
