@@ -148,6 +148,7 @@ def run(settings: Settings) -> Record:
                     context_length=plan.prompt_tokens + plan.new_tokens,
                 ),
                 "speedup": common.ratio(records[0]["min_s"], records[1]["min_s"]),
+                "wall_speedup": common.ratio(records[0]["wall_min_s"], records[1]["wall_min_s"]),
                 "records": records,
             }
         ]
@@ -161,6 +162,7 @@ def run(settings: Settings) -> Record:
             3.0,
             at_most=False,
             where=f"{group['model']}, prompt of {plan.prompt_tokens} tokens",
+            wall=group["wall_speedup"],
         )
     ]
     print_tables(payload)

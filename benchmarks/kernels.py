@@ -134,6 +134,7 @@ def measure(plan: Plan, tokens: int) -> Record:
     base = records[0]
     for r in records:
         r["time_ratio"] = common.ratio(r.get("min_s"), base.get("min_s"))
+        r["wall_time_ratio"] = common.ratio(r.get("wall_min_s"), base.get("wall_min_s"))
         r["memory_ratio"] = common.ratio(r.get("peak_bytes"), base.get("peak_bytes"))
     shape = {"batch": plan.batch, "heads": plan.heads, "tokens": tokens, "head_dim": plan.head_dim}
     return {
@@ -160,6 +161,7 @@ def targets(payload: Record) -> list[Record]:
             1.5,
             at_most=True,
             where=where,
+            wall=by_name["flash"]["wall_time_ratio"],
         ),
         common.target(
             "flash_attention / naive softmax(QK^T)V, peak memory",

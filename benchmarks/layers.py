@@ -328,6 +328,7 @@ def with_ratios(records: list[Record], baseline: str) -> list[Record]:
     base = next(r for r in records if r["variant"] == baseline)
     for r in records:
         r["time_ratio"] = common.ratio(r.get("min_s"), base.get("min_s"))
+        r["wall_time_ratio"] = common.ratio(r.get("wall_min_s"), base.get("wall_min_s"))
         r["memory_ratio"] = common.ratio(r.get("peak_bytes"), base.get("peak_bytes"))
     return records
 
@@ -358,7 +359,7 @@ def target_groups(plan: Plan) -> list[Record]:
                 "label": VARIANTS[n],
                 **common.timing_fields(times[n]),
                 "peak_bytes": memory[n],
-                **common.flop_fields(flops, min(times[n])),
+                **common.flop_fields(flops, times[n].best),
             }
             for n in names
         ]
@@ -366,13 +367,15 @@ def target_groups(plan: Plan) -> list[Record]:
             {
                 "part": p,
                 **common.timing_fields(times[p]),
-                **common.flop_fields(part_flops(p, shape, pass_), min(times[p])),
+                **common.flop_fields(part_flops(p, shape, pass_), times[p].best),
             }
             for p in PARTS
         ]
         parts_sum = sum(r["min_s"] for r in part_records)
+        wall_parts_sum = sum(r["wall_min_s"] for r in part_records)
         with_ratios(records, TARGET_BASELINE)
         records[0]["parts_ratio"] = records[0]["min_s"] / parts_sum
+        records[0]["wall_parts_ratio"] = records[0]["wall_min_s"] / wall_parts_sum
         if pass_ == "forward":
             records[0]["sdpa_path_ratio"] = records[0]["min_s"] / records[2]["min_s"]
         groups.append(
@@ -461,6 +464,7 @@ def targets(payload: Record) -> list[Record]:
                 1.0,
                 at_most=True,
                 where=where,
+                wall=sdpa["wall_time_ratio"],
             )
         )
         found.append(
@@ -470,6 +474,7 @@ def targets(payload: Record) -> list[Record]:
                 1.1,
                 at_most=True,
                 where=where,
+                wall=sdpa["wall_parts_ratio"],
             )
         )
     return found

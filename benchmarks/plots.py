@@ -50,7 +50,7 @@ def _curves(
     ratio: bool = False,
 ) -> None:
     tokens = [g["shape"]["tokens"] for g in groups]
-    for name, label in labels.items():
+    for i, (name, label) in enumerate(labels.items()):
         points = [
             (t, value(r))
             for t, g in zip(tokens, groups, strict=True)
@@ -62,8 +62,8 @@ def _curves(
         xs, ys = zip(*points, strict=True)
         if name == baseline:
             ax.plot(xs, ys, marker="o", markersize=3, label=label, color="black", linestyle="--")
-        else:
-            ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        else:  # a fixed colour per variant, the same in every panel and figure
+            ax.plot(xs, ys, marker="o", markersize=3, label=label, color=f"C{i}")
     ax.set_xscale("log", base=2)
     if log_y:
         ax.set_yscale("log")
@@ -193,7 +193,7 @@ def plot_generation(payload: Record, out: Path) -> list[Path]:
         ax.barh([r["label"] for r in records], [r["min_s"] for r in records], color=["C3", "C2"])
         ax.set_xlabel("seconds (min of repeats)")
         ax.set_title(
-            f"{group['shape']['new_tokens']} new tokens, GPT-2 small: "
+            f"{group['shape']['new_tokens']} new tokens, {group['model']}:\n"
             f"the cache is {group['speedup']:.1f}x as fast"
         )
         fig.tight_layout()

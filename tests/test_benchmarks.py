@@ -7,6 +7,7 @@ the tests check the files and the FLOP formulas, never a measured number.
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from attention.complexity import (
 from attention.gpt import GPTConfig
 from benchmarks import generation, kernels, layers
 from benchmarks.__main__ import SUITES, main
-from benchmarks.common import table, time_interleaved
+from benchmarks.common import table, time_interleaved, torch_threads
 from tests.test_complexity import _macs
 
 RECORD_KEYS = {"variant", "label", "times_s", "min_s", "median_s"}
@@ -60,7 +61,15 @@ def test_every_suite_writes_json_with_the_common_schema(tiny_run, suite):
     assert payload["groups"], "no measurements"
     assert payload["targets"], "no targets"
     for t in payload["targets"]:
-        assert set(t) == {"target", "where", "measured", "limit", "comparison", "passed"}
+        assert set(t) == {
+            "target",
+            "where",
+            "measured",
+            "wall_clock",
+            "limit",
+            "comparison",
+            "passed",
+        }
         assert isinstance(t["passed"], bool)
         expected = t["measured"] <= t["limit"] if t["comparison"] == "<=" else None
         if expected is not None:
@@ -78,6 +87,9 @@ def test_flop_suites_record_a_measured_peak_and_fractions_of_it(tiny_run, suite)
     for r in timed:
         assert set(r) >= RECORD_KEYS
         assert r["min_s"] == min(r["times_s"]) > 0
+        assert r["clock"] == "cpu"  # one thread: CPU time counts, wall-clock kept beside it
+        assert r["times_s"] == r["cpu_times_s"]
+        assert len(r["wall_times_s"]) == len(r["times_s"])
         assert r["flop_per_s"] == pytest.approx(r["flops"] / r["min_s"])
         assert r["fraction_of_peak"] == pytest.approx(r["flop_per_s"] / peak["flop_per_s"])
 
@@ -160,6 +172,16 @@ def test_every_suite_draws_svg_plots_without_a_date(tiny_run, suite):
         assert "<dc:date>" not in text
 
 
+def test_replot_redraws_identical_svgs_from_the_json(tiny_run):
+    """Plots depend on the JSON alone: redrawing them changes no byte."""
+    names = [name for files in SVGS.values() for name in files]
+    before = {name: (tiny_run / name).read_bytes() for name in names}
+    for name in names:
+        (tiny_run / name).unlink()
+    assert main(["--replot", "--out", str(tiny_run)]) == 0
+    assert {name: (tiny_run / name).read_bytes() for name in names} == before
+
+
 def test_targets_json_gathers_every_suites_targets(tiny_run):
     summary = json.loads((tiny_run / "targets.json").read_text(encoding="utf-8"))
     suites = [t["suite"] for t in summary["targets"]]
@@ -220,7 +242,18 @@ def test_time_interleaved_takes_turns_and_honours_per_candidate_repeats():
         repeats={"a": 3, "b": 1},
     )
     assert calls == ["a", "b", "a", "b", "a", "a"]  # warm-up a b, then a b, a, a
-    assert [len(times["a"]), len(times["b"])] == [3, 1]
+    assert [len(times["a"].times), len(times["b"].times)] == [3, 1]
+
+
+def test_cpu_time_counts_on_one_thread_and_wall_clock_time_on_more():
+    with torch_threads(1):
+        one = time_interleaved({"sleep": lambda: time.sleep(0.01)}, repeats=2)["sleep"]
+    with torch_threads(2):
+        two = time_interleaved({"sleep": lambda: time.sleep(0.01)}, repeats=2)["sleep"]
+    assert one.clock == "cpu"
+    assert two.clock == "wall"
+    assert one.best == min(one.cpu) < 0.005  # sleeping uses no CPU
+    assert two.best == min(two.wall) >= 0.01
 
 
 def test_table_aligns_columns():

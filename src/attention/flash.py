@@ -127,7 +127,8 @@ def flash_attention(
             s = q_blk @ k[..., j0:j1, :].transpose(-2, -1)  # (B,H,b_q,D) @ (B,H,D,b_k)
             if causal and j1 - 1 > i0 + offset:  # the tile straddles the diagonal
                 blocked = col_minus_row[: i1 - i0, : j1 - j0] > i0 + offset - j0  # (b_q, b_k)
-                # Adding a tile of 0 and -inf is much faster than masked_fill_ here.
+                # One (b_q, b_k) tile of 0 and -inf added to every head: much faster
+                # than masked_fill_ with the mask broadcast over the heads.
                 s += torch.zeros_like(blocked, dtype=s.dtype).masked_fill_(blocked, -torch.inf)
             new_max = torch.maximum(row_max, s.detach().amax(dim=-1, keepdim=True))  # (B,H,b_q,1)
             rescale = torch.exp2(row_max - new_max)  # (B, H, b_q, 1); 0 on the first tile
