@@ -65,21 +65,6 @@ myst_enable_extensions = ["amsmath", "colon_fence", "deflist", "dollarmath", "su
 myst_heading_anchors = 3
 
 
-# -- Benchmark results (chapter 13) ---------------------------------------------
-
-# Chapter 13 plots the JSON files that `make bench` writes to benchmarks/results.
-# They join the execution cache's name below, so new results re-execute the
-# chapters, as an edit to src/ does.
-BENCH_RESULTS = ROOT / "benchmarks" / "results"
-
-
-def _hash_bench_results(digest: Any) -> None:
-    """Feed every benchmarks/results/*.json file, name and bytes, into ``digest``."""
-    for path in sorted(BENCH_RESULTS.glob("*.json")):
-        digest.update(f"benchmarks/results/{path.name}".encode())
-        digest.update(path.read_bytes())
-
-
 def _execution_cache() -> Path:
     """A cache folder named by everything that can change a chapter's outputs.
 
@@ -95,7 +80,6 @@ def _execution_cache() -> Path:
     for path in sorted(p for p in SRC.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(path.relative_to(SRC).as_posix().encode())
         digest.update(path.read_bytes())
-    _hash_bench_results(digest)
     for dist in ("torch", "numpy", "matplotlib", "ipykernel"):
         try:
             digest.update(f"{dist}=={importlib.metadata.version(dist)}".encode())
@@ -132,6 +116,18 @@ nb_merge_streams = True
 # last `make bench-build`.
 extensions.append("parallel_read")
 parallel_read_timings = str(ROOT / "benchmarks" / "results" / "build.json")
+
+# -- Data files that pages read -------------------------------------------------
+
+# Chapter 13 plots the JSON files that `make bench` writes. docs/_ext/page_data.py
+# makes new results re-execute that chapter, and only that chapter.
+extensions.append("page_data")
+page_data = {
+    "13-attention-at-scale": [
+        f"benchmarks/results/{suite}.json"
+        for suite in ("layers", "kernels", "generation", "imports")
+    ]
+}
 
 # -- API reference (sphinx-autodoc2) ------------------------------------------
 

@@ -308,15 +308,19 @@ def write_json(payload: Record, out: Path) -> Path:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table, columns right-aligned except the first."""
+    """A plain-text table: numbers right-aligned, text left-aligned.
+
+    Text columns are the first one and any whose values are all strings.
+    """
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    text = [i == 0 or all(isinstance(row[i], str) for row in rows) for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
-        first, *rest = values
         return "  ".join(
-            [first.ljust(widths[0]), *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True))]
-        )
+            v.ljust(w) if left else v.rjust(w)
+            for v, w, left in zip(values, widths, text, strict=True)
+        ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
 

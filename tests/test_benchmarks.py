@@ -261,3 +261,12 @@ def test_table_aligns_columns():
     lines = text.splitlines()
     assert len({len(line) for line in lines}) == 1
     assert lines[3].endswith("-")
+
+
+def test_table_puts_text_columns_left_and_numbers_right():
+    text = table(["target", "where", "value"], [["a", "B=8", 0.5], ["bb", "T=1024", 12.25]])
+    header, rule, first, second = text.splitlines()
+    assert first.index("B=8") == second.index("T=1024") == header.index("where")
+    assert first.endswith("  0.5")
+    assert second.endswith(" 12.2")
+    assert len(first) == len(second) == len(rule)

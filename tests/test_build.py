@@ -68,8 +68,12 @@ print("\\n".join(folders))
 """
 
 
-def test_new_benchmark_results_change_the_execution_cache(tmp_path):
-    """Chapter 13 plots benchmarks/results/*.json: new results must re-execute it."""
+def test_new_benchmark_results_keep_the_execution_cache(tmp_path):
+    """New benchmark results re-execute chapter 13 alone (docs/_ext/page_data.py).
+
+    The cache folder, named by what every chapter depends on, stays the same,
+    so the other chapters keep their cached outputs.
+    """
     project = tmp_path / "book"
     copy_project(project, chapters=[CHAPTER])
     results = project / "benchmarks" / "results"
@@ -81,5 +85,5 @@ def test_new_benchmark_results_change_the_execution_cache(tmp_path):
         command, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=True
     )
     before, changed, reverted = done.stdout.split()
-    assert changed != before
+    assert changed == before
     assert reverted == before

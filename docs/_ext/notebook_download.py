@@ -29,6 +29,7 @@ from typing import Any
 import nbformat
 from jupyter_cache import get_cache
 from myst_nb.sphinx_ import NbMetadataCollector
+from page_data import MARKER
 from sphinx.application import Sphinx
 
 #: Where the download lands, relative to the site root (the theme's choice).
@@ -76,6 +77,11 @@ except ImportError:
 '''
 
 
+def without_data_cells(cells: list[Any]) -> list[Any]:
+    """The cells but page_data's hash cells (a build detail, no use to a reader)."""
+    return [c for c in cells if not (c.cell_type == "code" and c.source.startswith(MARKER))]
+
+
 def runnable_notebook(source: Path, *, cache: Path | None, release: str) -> nbformat.NotebookNode:
     """The executed notebook at ``source``, with the install note and glue stand-in.
 
@@ -88,7 +94,7 @@ def runnable_notebook(source: Path, *, cache: Path | None, release: str) -> nbfo
 
     Returns:
         The notebook to publish; its cells and outputs are those of the
-        execution, apart from the removed glue imports.
+        execution, apart from the removed glue imports and page_data cells.
 
     Raises:
         KeyError: The cache holds no execution of this notebook.
@@ -96,6 +102,7 @@ def runnable_notebook(source: Path, *, cache: Path | None, release: str) -> nbfo
     notebook = nbformat.read(source, as_version=4)
     if cache is not None:
         _, notebook = get_cache(cache).merge_match_into_notebook(notebook)
+    notebook.cells = without_data_cells(notebook.cells)
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.source = GLUE_IMPORT.sub("", cell.source)
