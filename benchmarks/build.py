@@ -2,13 +2,17 @@
 
 In a temporary copy of the project (the working tree is never touched), with
 its own ``ATTENTION_BUILD_DIR``, the script runs the Makefile's ``make html``
-command (passed after ``--``) five times:
+command (passed after ``--``) six times:
 
 1. cold: empty execution cache, empty output; every chapter executes;
 2. no change: nothing edited;
 3. prose edit: a sentence added to one chapter's text;
 4. code edit: a statement added to a code cell of that chapter;
-5. package edit: a comment added to ``src/attention/toy.py``. conf.py names
+5. results edit: ``benchmarks/results/imports.json`` written again (same
+   numbers, new bytes); conf.py's ``page_data`` makes exactly chapter 13,
+   which plots the results, execute again (left out when a ``--chapters``
+   run does not copy chapter 13);
+6. package edit: a comment added to ``src/attention/toy.py``. conf.py names
    the execution cache by a hash of ``src/``, so every chapter executes
    again: by design, the site never shows outputs of older code.
 
@@ -21,6 +25,7 @@ cold build. It prints a table and the targets, writes
 - a no-change rebuild takes at most 10 % of a cold build's wall time;
 - editing a code cell of one chapter executes exactly that chapter;
 - editing its prose executes nothing;
+- new benchmark results execute exactly chapter 13;
 - editing the package executes every chapter.
 """
 
@@ -48,6 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "build.json"
 # The chapter the edits land in: small, so that re-executing it is cheap.
 CHAPTER = "03-self-attention-without-weights"
+# The chapter that plots benchmarks/results/*.json (conf.py's page_data).
+RESULTS_CHAPTER = "13-attention-at-scale"
 # The no-change rebuild may cost at most this share of the cold build.
 NO_CHANGE_LIMIT = 0.10
 CODE_CELL = "```{code-cell}"
@@ -152,7 +159,7 @@ def notebooks(docs: Path) -> list[str]:
 
 
 def copy_project(dest: Path, chapters: Collection[str] | None = None) -> None:
-    """Copy what a build needs (conf.py, src/, docs/, past timings) into ``dest``.
+    """Copy what a build needs (conf.py, src/, docs/, benchmark results) into ``dest``.
 
     Generated pages (``docs/api``), caches and build output stay behind, so
     the copy builds cold.
@@ -165,9 +172,12 @@ def copy_project(dest: Path, chapters: Collection[str] | None = None) -> None:
     """
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "conf.py", dest)
-    if RESULTS.is_file():  # as in a fresh clone: its timings order the parallel readers
-        (dest / RESULTS.relative_to(ROOT)).parent.mkdir(parents=True)
-        shutil.copy2(RESULTS, dest / RESULTS.relative_to(ROOT))
+    # As in a fresh clone: chapter 13 plots the benchmark results, and
+    # build.json's timings order the parallel readers.
+    results = dest / RESULTS.parent.relative_to(ROOT)
+    results.mkdir(parents=True)
+    for path in RESULTS.parent.glob("*.json"):
+        shutil.copy2(path, results)
     shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__"))
     skip = ["api", "__pycache__", ".ipynb_checkpoints"]
     if chapters is not None:
@@ -198,6 +208,16 @@ def edit_code(page: Path) -> None:
             page.write_text("".join(lines), encoding="utf-8")
             return
     raise ValueError(f"{page} has no code cell without options")
+
+
+def edit_results(project: Path) -> None:
+    """Write the import benchmark's results again, indented differently.
+
+    The numbers stay the same, the bytes change: to the build, a new run.
+    """
+    path = project / "benchmarks" / "results" / "imports.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def edit_package(project: Path) -> None:
@@ -244,7 +264,7 @@ def build(command: Sequence[str], project: Path, name: str, what: str) -> Step:
 def check_targets(
     steps: Sequence[Step], chapter: str, all_notebooks: Sequence[str]
 ) -> list[Target]:
-    """Compare the five builds with the promises in this module's docstring."""
+    """Compare the builds with the promises in this module's docstring."""
     by_name = {step.name: step for step in steps}
     cold, unchanged = by_name["cold"], by_name["no change"]
     prose, code, package = by_name["prose edit"], by_name["code edit"], by_name["package edit"]
@@ -267,6 +287,17 @@ def check_targets(
             not prose.executed,
             f"executed {list(prose.executed) or 'nothing'}; "
             f"{prose.pages_outdated[1]} page(s) changed",
+        ),
+        *(
+            [
+                Target(
+                    "new benchmark results execute exactly the chapter that plots them",
+                    list(by_name["results edit"].executed) == [RESULTS_CHAPTER],
+                    f"executed {list(by_name['results edit'].executed) or 'nothing'}",
+                )
+            ]
+            if "results edit" in by_name
+            else []
         ),
         Target(
             "package edit executes every chapter (by design: no stale outputs)",
@@ -315,7 +346,7 @@ def run(
     chapter: str = CHAPTER,
     log: Callable[..., None] = print,
 ) -> Report:
-    """Run the five builds in a copy made by :func:`copy_project`; check the targets."""
+    """Run the builds in a copy made by :func:`copy_project`; check the targets."""
     docs = project / "docs"
     page = docs / f"{chapter}.md"
     report = Report(
@@ -330,8 +361,15 @@ def run(
         ("no change", "nothing", lambda: None),
         ("prose edit", f"a sentence added to {chapter}", lambda: edit_prose(page)),
         ("code edit", f"a statement added to a code cell of {chapter}", lambda: edit_code(page)),
+        (
+            "results edit",
+            "benchmarks/results/imports.json written again",
+            lambda: edit_results(project),
+        ),
         ("package edit", "a comment added to src/attention/toy.py", lambda: edit_package(project)),
     ]
+    if RESULTS_CHAPTER not in report.notebooks:  # a --chapters run without it
+        plan = [step for step in plan if step[0] != "results edit"]
     for name, what, edit in plan:
         edit()
         log(f"{name} build ({what}) ...", flush=True)

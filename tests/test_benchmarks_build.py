@@ -8,16 +8,19 @@ and the targets.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from benchmarks.build import (
     CHAPTER,
+    RESULTS_CHAPTER,
     Step,
     check_targets,
     copy_project,
     edit_code,
+    edit_results,
     executed_notebooks,
     pages_outdated,
 )
@@ -92,8 +95,20 @@ def test_copy_project_copies_only_the_chosen_chapter(tmp_path):
     assert not (docs / "api").exists()
     assert (tmp_path / "book" / "src" / "attention" / "toy.py").is_file()
     assert (tmp_path / "book" / "conf.py").is_file()
-    # The timings of the last benchmark order a fresh clone's parallel build.
-    assert (tmp_path / "book" / "benchmarks" / "results" / "build.json").is_file()
+    # The timings of the last benchmark order a fresh clone's parallel build,
+    # and chapter 13 plots the suites' results.
+    results = tmp_path / "book" / "benchmarks" / "results"
+    for suite in ("build", "imports", "kernels", "layers", "generation"):
+        assert (results / f"{suite}.json").is_file()
+
+
+def test_edit_results_changes_the_bytes_not_the_numbers(tmp_path):
+    copy_project(tmp_path / "book", chapters=[CHAPTER])
+    path = tmp_path / "book" / "benchmarks" / "results" / "imports.json"
+    before = path.read_bytes()
+    edit_results(tmp_path / "book")
+    assert path.read_bytes() != before
+    assert json.loads(path.read_bytes()) == json.loads(before)
 
 
 def _step(name: str, wall: float, executed: list[str]) -> Step:
@@ -109,6 +124,17 @@ def _steps(no_change: float = 5.0, code: tuple[str, ...] = (CHAPTER,)) -> list[S
         _step("code edit", 9.0, list(code)),
         _step("package edit", 95.0, books),
     ]
+
+
+def test_the_results_target_checks_that_only_chapter_13_executes():
+    books = [CHAPTER, RESULTS_CHAPTER, "01-other"]
+    for executed, holds in [([RESULTS_CHAPTER], True), (books, False), ([], False)]:
+        steps = [*_steps(), _step("results edit", 12.0, executed)]
+        steps[0] = _step("cold", 100.0, books)
+        steps[4] = _step("package edit", 95.0, books)
+        targets = check_targets(steps, CHAPTER, books)
+        assert [t.holds for t in targets] == [True, True, True, holds, True]
+        assert "results" in targets[3].name
 
 
 def test_targets_hold_for_a_good_run():
