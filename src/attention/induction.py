@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attention import _checks
+from attention._training import clipped_adam
 from attention.multihead import MultiHeadAttention
 
 
@@ -401,20 +402,14 @@ def train_induction(
         model = AttentionOnlyTransformer(cfg).to(device)
     data = torch.Generator().manual_seed(seed)
     t_max = cfg.context_length
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_steps)
+    step = clipped_adam(model, lr=lr, steps=n_steps)
     losses = []
     for _ in range(n_steps):
         n = int(torch.randint(low, high + 1, (), generator=data))
         x = repeated_tokens(b, n, vocab_size=cfg.vocab_size, generator=data, tokens=t_max)
         logits = model(x[:, :-1])  # (B, T-1, V): position t predicts token t+1
         loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())  # (B*(T-1), V)
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
+        losses.append(step(loss))
     model.eval()
     tests = torch.Generator().manual_seed(seed + 1)
     x = repeated_tokens(n_test, high, vocab_size=cfg.vocab_size, generator=tests).to(device)

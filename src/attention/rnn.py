@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attention import _checks
+from attention._training import clipped_adam
 
 #: Tokens 0 to 9 are the digits; the decoder's first input is this start token.
 BOS = 10
@@ -377,20 +378,14 @@ def train(
         torch.manual_seed(seed)
         model = Seq2Seq(config).to(device)
     data = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_steps)
+    step = clipped_adam(model, lr=lr, steps=n_steps)
     losses = []
     for k in range(n_steps):
         source, target = digit_batch(batch_size, sizes[k % len(sizes)], generator=data, task=task)
         source, target = source.to(device), target.to(device)
         logits, _ = model(source, target)  # (B, S, V)
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())  # (B*S, V), (B*S,)
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
+        losses.append(step(loss))
     model.eval()
     tests = torch.Generator().manual_seed(seed + 1)
     scores = []
