@@ -17,8 +17,8 @@ of its pages. Three things go wrong without this extension:
 - Each kernel's torch starts one thread per core, so N kernels run N times
   as many threads as there are cores, and a multi-threaded operation waits
   for whichever of its threads is not running. In a parallel build on a
-  busy machine, chapter 7's timed check that a batched product beats a loop
-  failed; the timings chapters show get worse too. The kernels therefore get
+  busy machine, chapter 7 once measured its batched product slower than the
+  loop it replaces; every timing the chapters show suffers. The kernels therefore get
   ``OMP_NUM_THREADS`` = cores / N (unless it is already set); serial builds
   keep torch's default. The chapters' numbers are the same with one thread
   or two (two whole builds compared); only their timings differ.
