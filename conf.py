@@ -143,7 +143,7 @@ autodoc2_index_template = None
 autodoc2_hidden_objects = ["private", "inherited", "dunder"]
 autodoc2_module_all_regexes = [r"attention"]
 autodoc2_skip_module_regexes = [
-    r"attention\._checks",
+    r"attention\._\w+",  # private modules: helpers of the package, no API
     r"attention\.(causal|functional|multihead|self_attention|simple|toy)",
 ]
 autodoc2_docstring_parser_regexes = [(r".*", "google_docstrings")]
