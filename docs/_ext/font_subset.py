@@ -17,6 +17,9 @@ from fontTools.ttLib import TTFont
 # Names kept from the source font: copyright (0), the names we may replace
 # (1-6), licence text and address (13, 14).
 _NAME_IDS = [0, 1, 2, 3, 4, 5, 6, 13, 14]
+# Cuts kept in the cache: the latest of each font for a few builds back (a
+# build uses two: the maths font and the icon font); older ones are deleted.
+KEEP = 8
 
 
 def subset_woff2(
@@ -34,7 +37,8 @@ def subset_woff2(
         names: name-table entries to replace, by name ID (a cut font is a
             modified version, which the fonts' licences ask to rename).
         cache: a folder for earlier cuts; the same source, characters and
-            names are cut once.
+            names are cut once. Only the :data:`KEEP` most recently used
+            cuts stay in it.
 
     Returns:
         The cut font, WOFF2-compressed.
@@ -44,6 +48,7 @@ def subset_woff2(
     digest.update(repr((kept, sorted(names.items()))).encode())
     cached = cache / f"{digest.hexdigest()[:20]}.woff2"
     if cached.is_file():
+        cached.touch()  # recently used: kept when the cache is pruned
         return cached.read_bytes()
     options = subset.Options()
     options.layout_features = ["*"]
@@ -61,4 +66,12 @@ def subset_woff2(
     font.save(out)
     cache.mkdir(parents=True, exist_ok=True)
     cached.write_bytes(out.getvalue())
+    prune(cache, KEEP)
     return out.getvalue()
+
+
+def prune(cache: Path, keep: int) -> None:
+    """Delete all but the ``keep`` most recently used cuts in ``cache``."""
+    cuts = sorted(cache.glob("*.woff2"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in cuts[keep:]:
+        old.unlink(missing_ok=True)  # a parallel reader may have deleted it first
