@@ -276,8 +276,8 @@ extensions.append("notebook_download")
 html_theme_options["launch_buttons"] = {}
 
 
-# Interactive figures (attention.widgets) load their script and stylesheet
-# only on the pages that show one.
+# Interactive figures (attention.widgets, attention.playground) load their
+# script and stylesheet only on the pages that show one.
 WIDGET_ASSETS = {
     'class="attn-widget"': ("attention-widgets.css", "attention-widgets.js"),
     'data-attn-kind="playground"': ("attention-playground.css", "attention-playground.js"),

@@ -1,8 +1,8 @@
 /* The attention playground: chapter 3's attention, recomputed in the browser.
  *
  * Draws every .attn-widget[data-attn-kind="playground"] from the JSON that
- * attention.widgets.playground() embeds in it. The arithmetic is that of
- * attention.widgets.playground_attention; the browser tests hold it to the
+ * attention.playground.playground() embeds in it. The arithmetic is that of
+ * attention.playground.playground_attention; the browser tests hold it to the
  * package's reference cases. Plain DOM, no libraries.
  */
 (() => {
