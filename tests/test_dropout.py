@@ -13,15 +13,10 @@ from attention import CausalAttention, causal_mask, masked_softmax, toy_inputs
 from attention.dropout import (
     PLACEMENTS,
     PlacementAttention,
-    RunResult,
-    ToyRunConfig,
-    compare_placements,
     drop_scores,
     dropout_attention,
     inverted_dropout,
     keep_mask,
-    majority_task,
-    train_toy,
 )
 from tests.conftest import random_tensor
 
@@ -165,7 +160,6 @@ def test_generators_leave_the_global_random_state_alone():
     before = torch.get_rng_state()
     inverted_dropout(torch.ones(10), 0.5, training=True, generator=_gen(0))
     drop_scores(causal_mask(4), 0.5, training=True, generator=_gen(0))
-    train_toy(ToyRunConfig(train_size=4, val_size=4, steps=2, batch_size=2), "weights")
     assert torch.equal(torch.get_rng_state(), before)
 
 
@@ -193,30 +187,6 @@ def test_placement_layer_in_training_uses_its_generator(placement, batch):
         assert torch.allclose(weights.sum(dim=-1), torch.ones(2, 6))
 
 
-def test_majority_targets():
-    tokens, targets = majority_task(50, vocab_size=3, num_tokens=7, generator=_gen(0))
-    assert tokens.shape == targets.shape == (50, 7)
-    for row, target in zip(tokens.tolist(), targets.tolist(), strict=True):
-        for t in range(7):
-            counts = [row[: t + 1].count(v) for v in range(3)]
-            assert target[t] == counts.index(max(counts))  # ties go to the smallest token
-
-
-def test_a_tiny_training_comparison_runs_and_repeats():
-    config = ToyRunConfig(train_size=8, val_size=16, steps=6, batch_size=4, eval_every=3)
-    results = compare_placements(config)
-    assert [r.placement for r in results] == ["none", *PLACEMENTS]
-    for r in results:
-        assert isinstance(r, RunResult)
-        assert math.isfinite(r.train_loss)
-        assert math.isfinite(r.val_loss)
-        assert 0.0 <= r.train_accuracy <= 1.0
-        assert 0.0 <= r.val_accuracy <= 1.0
-        assert [step for step, _ in r.history] == [3, 6]
-    assert compare_placements(config) == results  # seeded: the same numbers again
-    assert results[0] != results[1]  # the dropout made a difference
-
-
 def test_bad_input():
     x = torch.ones(2, 3)
     for bad in (1.0, -0.1, float("nan")):
@@ -240,9 +210,3 @@ def test_bad_input():
         PlacementAttention(3, 2, 6, 1.5)
     with pytest.raises(ValueError, match=r"keys must have last dimension queries' D=3, got 2"):
         dropout_attention(x, torch.ones(2, 2), x, p=0.1, placement="weights", training=True)
-    with pytest.raises(TypeError, match=r"config must be a ToyRunConfig, got dict"):
-        train_toy({"p": 0.1}, "weights")
-    with pytest.raises(ValueError, match=r"config.p must be in \[0, 1\), got 2"):
-        train_toy(ToyRunConfig(p=2), "weights")
-    with pytest.raises(ValueError, match=r"placement must be one of .*got 'all'"):
-        train_toy(ToyRunConfig(), "all")
