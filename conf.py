@@ -209,6 +209,7 @@ sitemap_excludes = ["404.html", "search.html", "genindex.html", "py-modindex.htm
 notfound_urls_prefix = urlsplit(SITE_URL).path
 notfound_context = {
     "title": "Page not found",
+    "pagetitle": "Page not found",  # the theme's print header shows it
     "body": (
         "<h1>Page not found</h1>\n"
         "<p>There is no page at this address. The chapters are listed in the"
@@ -253,6 +254,10 @@ html_theme_options: dict[str, Any] = {
 extensions += ["mathml", "icons"]
 html_math_renderer = "mathml"
 templates_path = ["docs/_templates"]
+# The theme's sidebar, with the logo link in a landmark (docs/_templates/site-brand.html).
+html_sidebars = {
+    "**": ["site-brand.html", "icon-links.html", "search-button-field.html", "sbt-sidebar-nav.html"]
+}
 
 # -- Site quality: accessibility, small screens, print -------------------------
 # attention-site.css holds site-wide fixes (our outputs in dark mode, phone
