@@ -32,3 +32,12 @@ def random_tensor(seed: int, *shape: int, dtype: torch.dtype = torch.float32) ->
     """A reproducible standard-normal tensor, independent of the global RNG."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=g, dtype=dtype)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one thread: tiny recurrent models run many times faster than on two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
