@@ -1,6 +1,7 @@
 """The optimisation step the package's small training runs share.
 
-:func:`attention.rnn_training.train` and :func:`attention.induction.train_induction` both take
+:func:`attention.rnn_training.train` and
+:func:`attention.induction_scores.train_induction` both take
 Adam steps with the gradient norm clipped to 1 and a learning rate that
 follows a cosine from ``lr`` down to 0 over the run.
 """
