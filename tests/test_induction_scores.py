@@ -22,14 +22,8 @@ from attention.induction_scores import (
 from tests.conftest import random_tensor
 from tests.test_induction import TINY, _model, _tokens
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train several times faster on one thread than on two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models train several times faster on one thread than on two.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _uniform_causal(t: int) -> torch.Tensor:
@@ -61,6 +55,13 @@ def test_uniform_previous_token_score_golden_values():
     assert uniform_previous_token_score(2) == 0.5
     assert uniform_previous_token_score(3) == pytest.approx((1 / 2 + 1 / 3) / 2)
     assert uniform_previous_token_score(32) == pytest.approx(0.0987, abs=1e-4)  # (H_32 - 1) / 31
+
+
+def test_uniform_previous_token_score_needs_two_tokens():
+    with pytest.raises(ValueError, match="tokens must be >= 2, got 1"):
+        uniform_previous_token_score(1)
+    with pytest.raises(ValueError, match="tokens"):
+        uniform_previous_token_score(0)
 
 
 def test_a_perfect_induction_head_scores_one():

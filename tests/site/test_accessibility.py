@@ -64,9 +64,7 @@ VIEWS = [(DESKTOP, mode) for mode in MODES] + [(PHONE, "light")]
 
 @pytest.mark.parametrize(("device", "mode"), VIEWS, ids=[f"{d.name}-{m}" for d, m in VIEWS])
 @pytest.mark.parametrize("path", PAGES)
-def test_no_violations(
-    browser, site_url, path: str, device: Device, mode: Mode
-):
+def test_no_violations(browser, site_url, path: str, device: Device, mode: Mode):
     page = open_in_mode(browser, f"{site_url}/{path}", mode, device)
     try:
         violations = run_axe(page)
