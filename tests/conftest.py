@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 import torch
 from hypothesis import settings
@@ -12,6 +17,17 @@ from attention import toy_inputs
 # would turn that warm-up into flaky failures.
 settings.register_profile("attention", deadline=None, max_examples=40, print_blob=True)
 settings.load_profile("attention")
+
+# The site's Sphinx extensions: not a package; conf.py puts the folder on the path.
+EXTENSIONS = Path(__file__).resolve().parents[1] / "docs" / "_ext"
+
+
+def extension(name: str) -> ModuleType:
+    """Import the extension docs/_ext/<name>.py as conf.py does (by its bare name)."""
+    if str(EXTENSIONS) not in sys.path:
+        sys.path.insert(0, str(EXTENSIONS))
+    return importlib.import_module(name)
+
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from pathlib import Path
 
 from fontTools.ttLib import TTFont
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+from tests.conftest import extension
 
-import font_subset  # noqa: E402  (docs/_ext is not a package; conf.py puts it on the path too)
-import mathml  # noqa: E402
+font_subset = extension("font_subset")
+mathml = extension("mathml")
 
 SOURCE = mathml._FONT_SOURCE.read_bytes()  # STIX Two Math, as the build uses it
 NAMES = {1: "Test Math"}

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 from fontTools.ttLib import TTFont
+from math_core import LatexError
 
-ROOT = Path(__file__).resolve().parents[1]
-EXT = ROOT / "docs" / "_ext"
-sys.path.insert(0, str(EXT))
+from tests.conftest import EXTENSIONS, extension
 
-import mathml  # noqa: E402  (docs/_ext is not a package; conf.py puts it on the path too)
-from math_core import LatexError  # noqa: E402
+mathml = extension("mathml")
 
 
 def test_a_formula_becomes_mathml_that_keeps_its_tex():
@@ -67,7 +65,7 @@ def test_the_maths_characters_are_the_formulas_text_not_their_tex():
 
 def _build(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "conf.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(EXT)!r})\n"
+        f"import sys\nsys.path.insert(0, {str(EXTENSIONS)!r})\n"
         'extensions = ["mathml"]\nhtml_math_renderer = "mathml"\n',
         encoding="utf-8",
     )

@@ -7,7 +7,6 @@ log when it executes, and check which pages execute after which edits.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import runpy
 import subprocess
@@ -18,14 +17,11 @@ import nbformat
 import pytest
 from sphinx.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
-EXT = ROOT / "docs" / "_ext"
+from tests.conftest import EXTENSIONS, extension
 
-_spec = importlib.util.spec_from_file_location("page_data", EXT / "page_data.py")
-assert _spec is not None
-assert _spec.loader is not None
-page_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(page_data)
+ROOT = Path(__file__).resolve().parents[1]
+
+page_data = extension("page_data")
 
 _PAGE = """\
 ---
@@ -55,7 +51,7 @@ def _project(tmp_path: Path) -> tuple[Path, Path, Path]:
         page = _PAGE.format(title=name.title(), log=str(log), name=name, data=str(data))
         (docs / f"{name}.md").write_text(page, encoding="utf-8")
     (docs / "conf.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(EXT)!r})\n"
+        f"import sys\nsys.path.insert(0, {str(EXTENSIONS)!r})\n"
         'extensions = ["myst_nb", "page_data"]\n'
         'exclude_patterns = ["_build"]\n'
         f'nb_execution_mode = "cache"\nnb_execution_cache_path = {str(tmp_path / "cache")!r}\n'
@@ -132,15 +128,7 @@ def test_chapter_13_lists_every_results_file_it_reads(tmp_path, monkeypatch):
 
 
 def test_the_downloadable_notebook_leaves_the_hash_cell_out():
-    spec = importlib.util.spec_from_file_location("notebook_download", EXT / "notebook_download.py")
-    assert spec is not None
-    assert spec.loader is not None
-    sys.path.insert(0, str(EXT))
-    try:
-        download = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(download)
-    finally:
-        sys.path.remove(str(EXT))
+    download = extension("notebook_download")
     cells = [
         nbformat.v4.new_code_cell("x = 1"),
         nbformat.v4.new_code_cell(f"{page_data.MARKER} this page reads x.json (sha256 00)"),

@@ -8,7 +8,6 @@ to create), and that its ordering balances the notebooks over the readers.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import runpy
@@ -25,16 +24,11 @@ from jupyter_cache.base import CacheBundleIn
 from sphinx.util.parallel import make_chunks
 
 import attention
+from tests.conftest import EXTENSIONS, extension
 
 ROOT = Path(__file__).resolve().parents[1]
-EXT = ROOT / "docs" / "_ext"
 
-# The extension lives in docs/_ext, which only conf.py puts on the path.
-_spec = importlib.util.spec_from_file_location("parallel_read", EXT / "parallel_read.py")
-assert _spec is not None
-assert _spec.loader is not None
-parallel_read = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(parallel_read)
+parallel_read = extension("parallel_read")
 
 # Execution seconds of the chapters as measured on this machine: two long
 # trainings and a benchmark dominate, as in the book.
@@ -68,7 +62,7 @@ def test_a_parallel_build_creates_the_cache_database_before_reading(tmp_path):
     docs.mkdir()
     (docs / "index.md").write_text("# A page\n\nNo notebook here.\n", encoding="utf-8")
     (docs / "conf.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(EXT)!r})\n"
+        f"import sys\nsys.path.insert(0, {str(EXTENSIONS)!r})\n"
         'extensions = ["myst_nb", "parallel_read"]\n'
         f'nb_execution_mode = "cache"\nnb_execution_cache_path = {str(cache)!r}\n',
         encoding="utf-8",
