@@ -2,7 +2,8 @@
 # all call these targets.
 #
 #   make html    set up .venv if needed, then build the site into _build/html
-#   make test    set up, then lint, package tests, docs build (-n -W), browser tests
+#   make test    set up (the browser tests' system packages too), then lint,
+#                package tests, docs build (-n -W), browser tests
 #   make serve   serve _build/html on http://127.0.0.1:8000
 #   make bench-build  time cold and incremental builds of a copy of the project
 #   make bench   benchmarks: tables, benchmarks/results/*.json and *.svg
@@ -23,7 +24,7 @@ SPHINXBUILD = $(BIN)/sphinx-build -b html -c . -d _build/doctrees docs _build/ht
 HTMLBUILD = $(SPHINXBUILD) -j $(JOBS) $(SPHINXOPTS)
 PORT ?= 8000
 
-.PHONY: setup html html-strict test test-package test-site lint serve clean linkcheck bench-build
+.PHONY: setup system-packages html html-strict test test-package test-site lint serve clean linkcheck bench-build
 
 setup: $(STAMP)
 
@@ -54,10 +55,46 @@ lint: setup
 test-package: setup
 	$(BIN)/python -m pytest -m "not site"
 
-test-site: setup
+test-site: setup system-packages
 	$(BIN)/python -m pytest -m site
 
-test: lint test-package html-strict test-site
+# system-packages first: a missing browser stops the run before any test.
+test: system-packages lint test-package html-strict test-site
+
+# System packages the browser tests need, by their Debian names: a Chromium
+# for Playwright to drive (never a downloaded browser) and a Java runtime for
+# the Nu HTML Checker. CHROMIUM=/path/to/chrome drives another browser instead.
+# Missing packages are installed with apt-get when this user is root or has
+# password-less sudo; otherwise this stops, before any test, with the command
+# to run.
+CHROMIUM ?= /usr/bin/chromium
+SYSTEM_PACKAGES_MISSING = $(strip $(if $(wildcard $(CHROMIUM)),,chromium) \
+	$(if $(shell command -v java 2>/dev/null),,default-jre-headless))
+
+system-packages:
+	@missing="$(SYSTEM_PACKAGES_MISSING)"; \
+	[ -n "$$missing" ] || exit 0; \
+	if [ "$(CHROMIUM)" != /usr/bin/chromium ] && [ ! -e "$(CHROMIUM)" ]; then \
+		echo "CHROMIUM=$(CHROMIUM) does not exist: set it to a Chromium or Chrome" \
+			"executable, or unset it to use Debian's chromium."; \
+		exit 1; \
+	fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "The browser tests need a Chromium (set CHROMIUM=/path/to/it) and" \
+			"Java 11 or newer on the PATH. Missing here, by their Debian names: $$missing"; \
+		exit 1; \
+	fi; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo"; \
+	else \
+		echo "The browser tests need system packages that are missing: $$missing."; \
+		echo "Install them, then run make test again:"; \
+		echo "    sudo apt-get update && sudo apt-get install -y $$missing"; \
+		exit 1; \
+	fi; \
+	echo "Installing the system packages the browser tests need: $$missing"; \
+	$$sudo apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null
 
 # Cold, no-change and incremental builds of a temporary copy of the project,
 # timed; writes benchmarks/results/build.json. Minutes: every chapter

@@ -16,10 +16,11 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 SITE = Path(__file__).resolve().parents[2] / "_build" / "html"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -33,6 +34,30 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+# How long a test waits for a state that must come (a page loaded, a search's
+# results shown, an element focused) before it calls the state missing. Every
+# wait is for a state, never for a time; this only bounds a wait for a state
+# that never comes. Playwright's own limits (30 s for pages, 5 s for expect)
+# could be reached by a correct page on a busy machine; ten minutes cannot.
+PATIENCE_MS = 600_000
+expect.set_options(timeout=PATIENCE_MS)
+
+
+def new_context(browser: Browser, **options: Any) -> BrowserContext:
+    """``browser.new_context(**options)``, waiting up to :data:`PATIENCE_MS`."""
+    context = browser.new_context(**options)
+    context.set_default_timeout(PATIENCE_MS)
+    context.set_default_navigation_timeout(PATIENCE_MS)
+    return context
+
+
+def new_page(browser: Browser, **options: Any) -> Page:
+    """A page in a context of its own (closed with it); see :func:`new_context`."""
+    page = browser.new_page(**options)
+    page.set_default_timeout(PATIENCE_MS)
+    page.set_default_navigation_timeout(PATIENCE_MS)
+    return page
 
 
 def site_pages() -> list[str]:

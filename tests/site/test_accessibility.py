@@ -16,14 +16,19 @@ from axe_playwright_python.base import AXE_SCRIPT
 from playwright.sync_api import Page
 
 from tests.site.conftest import SITE, site_pages
-from tests.site.modes import DESKTOP, MODES, PHONE, Device, Mode, open_in_mode
+from tests.site.modes import DESKTOP, MODES, PHONE, Device, Mode, assert_settled, open_in_mode
 
 PAGES = site_pages()
 SHOWN_TARGETS = 3
 
 
 def run_axe(page: Page) -> list[dict[str, Any]]:
-    """Run axe-core over the whole page; return its violations."""
+    """Run axe-core over the whole page; return its violations.
+
+    The page must be settled (:func:`tests.site.modes.settle`): colours read
+    mid-transition would fail or pass by chance.
+    """
+    assert_settled(page)
     page.evaluate(AXE_SCRIPT)
     result: dict[str, Any] = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
     return list(result["violations"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fontTools.ttLib import TTFont
 
-from tests.site.conftest import SITE
+from tests.site.conftest import SITE, new_page
 
 WEBFONTS = SITE / "_static" / "vendor" / "fontawesome" / "webfonts"
 FONTS = {"900": "fa-solid-900.woff2", "400": "fa-regular-400.woff2"}
@@ -32,7 +32,7 @@ def test_the_solid_icon_font_is_cut_down():
 
 @pytest.mark.parametrize("path", PAGES)
 def test_every_icon_a_page_draws_is_in_its_font(browser, site_url, path):
-    page = browser.new_page()
+    page = new_page(browser)
     try:
         page.goto(f"{site_url}/{path}", wait_until="networkidle")
         icons = page.evaluate(ICONS)

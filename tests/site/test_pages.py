@@ -7,14 +7,14 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.site.conftest import SITE, site_pages
+from tests.site.conftest import SITE, new_page, site_pages
 
 PAGES = site_pages()
 
 
 def _open(browser: Browser, url: str) -> tuple[Page, dict[str, list[str]]]:
     """Open ``url`` and record everything that went wrong while it loaded."""
-    page = browser.new_page()
+    page = new_page(browser)
     problems: dict[str, list[str]] = {"console": [], "errors": [], "failed": [], "foreign": []}
     host = urlsplit(url).netloc
     page.on(

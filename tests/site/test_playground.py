@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Locator, Page
 
+from tests.site.conftest import new_page
+from tests.site.modes import settle
+
 PAGE = "playground.html"
 ROOT = '.attn-widget[data-attn-kind="playground"]'
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -89,7 +92,7 @@ class Problems:
 @pytest.fixture
 def opened(browser: Browser, site_url: str) -> Iterator[tuple[Page, Problems]]:
     """The playground page, drawn, with a record of what went wrong."""
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page = new_page(browser, viewport={"width": 1280, "height": 1000})
     problems = Problems(page, urlsplit(site_url).netloc)
     page.goto(f"{site_url}/{PAGE}", wait_until="networkidle")
     _wait_drawn(page)
@@ -478,6 +481,7 @@ def _set_theme(page: Page, theme: str) -> None:
     page.evaluate(
         "t => Object.assign(document.documentElement.dataset, {theme: t, mode: t})", theme
     )
+    settle(page)  # colours are read next: not while the theme's transitions run
 
 
 def _luminance(css: str) -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from tests.site.modes import MODES, Mode, open_in_mode
+from tests.site.modes import MODES, Mode, open_in_mode, settle
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "print"
 CHAPTER = "03-self-attention-without-weights.html"
@@ -40,10 +40,15 @@ _LUMINANCE = """(e) => {
 
 
 def _print(page: Page) -> None:
-    """What a browser does when the reader prints: the event, then print media."""
+    """What a browser does when the reader prints: the event, then print media.
+
+    Printing switches the theme to light; the page is settled again before
+    anything is measured.
+    """
     page.evaluate("dispatchEvent(new Event('beforeprint'))")
     page.emulate_media(media="print")
     page.set_viewport_size({"width": A4_WIDTH, "height": 1000})
+    settle(page)
 
 
 def pdf_pages(pdf: bytes) -> int:

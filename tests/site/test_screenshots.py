@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.site.conftest import site_pages
-from tests.site.modes import DESKTOP, MODES, PHONE, Device, Mode, open_in_mode
+from tests.site.modes import DESKTOP, MODES, PHONE, Device, Mode, assert_settled, open_in_mode
 
 PAGES = site_pages()
 SHOTS = Path(__file__).parent / "artifacts" / "screenshots"
@@ -73,6 +73,7 @@ def test_shot_names_are_unique():
 def test_screenshot(browser, site_url, path: str, device: Device, mode: Mode):
     page = open_in_mode(browser, f"{site_url}/{path}", mode, device)
     try:
+        assert_settled(page)
         inner = page.evaluate("window.innerWidth")
         scroll_width = page.evaluate("document.scrollingElement.scrollWidth")
         clipping = page.evaluate(

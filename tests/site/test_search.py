@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.site.conftest import new_page
+
 # A query a reader might type, and the page title of the chapter it should find.
 QUERIES = [
     ("causal mask", "05-causal-attention.html", "5. Causal attention"),
@@ -15,7 +17,7 @@ QUERIES = [
 
 @pytest.mark.parametrize(("query", "page", "title"), QUERIES)
 def test_search_box_finds_the_chapter(browser, site_url, query, page, title):
-    tab = browser.new_page()
+    tab = new_page(browser)
     try:
         tab.goto(f"{site_url}/index.html")
         tab.locator("button.search-button__button").first.click()
@@ -25,7 +27,7 @@ def test_search_box_finds_the_chapter(browser, site_url, query, page, title):
         box.press("Enter")
         tab.wait_for_url("**/search.html?q=*")
         summary = tab.locator("#search-results .search-summary")
-        expect(summary).to_contain_text("Search finished", timeout=20_000)
+        expect(summary).to_contain_text("Search finished")
         results = tab.locator("#search-results ul.search li > a")
         found = {
             link.get_attribute("href").split("#")[0].split("?")[0]: link.inner_text()

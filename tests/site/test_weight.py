@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Request
 
-from tests.site.conftest import SITE, site_pages
+from tests.site.conftest import SITE, new_context, new_page, site_pages
 
 PAGES = site_pages()
 KB = 1000
@@ -46,7 +46,7 @@ def site_path(url: str, site_url: str) -> str:
 def first_load(browser: Browser, site_url: str, path: str) -> PageLoad:
     """Open page ``path`` in a fresh browser context (empty cache); record its requests."""
     load = PageLoad()
-    context = browser.new_context()
+    context = new_context(browser)
     page = context.new_page()
 
     def finished(request: Request) -> None:
@@ -115,10 +115,10 @@ def test_no_page_loads_fontawesome_and_only_search_loads_the_index(loads):
 
 
 def test_the_search_page_still_finds_chapters(browser, site_url):
-    page = browser.new_page()
+    page = new_page(browser)
     try:
         page.goto(f"{site_url}/search.html?q=softmax", wait_until="networkidle")
-        page.wait_for_selector("ul.search li", timeout=10_000)
+        page.wait_for_selector("ul.search li")
         found = page.locator("ul.search li a").all_text_contents()
     finally:
         page.close()

@@ -13,7 +13,8 @@ from playwright.sync_api import Browser, Page
 
 from attention import TOKENS, all_attention_scores, causal_mask, simple_self_attention, toy_inputs
 from attention.widgets import interactive_heatmap
-from tests.site.conftest import SITE, serve
+from tests.site.conftest import SITE, new_context, new_page, serve
+from tests.site.modes import settle
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "docs" / "_static"
@@ -25,12 +26,13 @@ BOOK = 1e-4
 
 
 def _page(browser: Browser, url: str, *, dark: bool = False) -> Page:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = new_page(browser, viewport={"width": 1280, "height": 900})
     if dark:  # what the theme's switcher stores
         page.add_init_script(
             "localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark')"
         )
     page.goto(url, wait_until="networkidle")
+    settle(page)
     return page
 
 
@@ -222,7 +224,7 @@ def test_the_site_has_the_widget_files():
 
 
 def test_without_javascript_the_static_figures_remain(browser, site_url):
-    context = browser.new_context(java_script_enabled=False)
+    context = new_context(browser, java_script_enabled=False)
     page = context.new_page()
     try:
         page.goto(f"{site_url}/{CHAPTER}", wait_until="networkidle")
