@@ -3,7 +3,8 @@
 #
 #   make html    set up .venv if needed, then build the site into _build/html
 #   make test    set up (the browser tests' system packages too), then lint,
-#                package tests, docs build (-n -W), browser tests
+#                package tests, docs build (-n -W), the chapters on a second
+#                floating-point code path, browser tests
 #   make serve   serve _build/html on http://127.0.0.1:8000
 #   make bench-build  time cold and incremental builds of a copy of the project
 #   make bench   benchmarks: tables, benchmarks/results/*.json and *.svg
@@ -24,7 +25,7 @@ SPHINXBUILD = $(BIN)/sphinx-build -b html -c . -d _build/doctrees docs _build/ht
 HTMLBUILD = $(SPHINXBUILD) -j $(JOBS) $(SPHINXOPTS)
 PORT ?= 8000
 
-.PHONY: setup system-packages html html-strict test test-package test-site lint serve clean linkcheck bench-build
+.PHONY: setup system-packages html html-strict html-fp test test-package test-site lint serve clean linkcheck bench-build
 
 setup: $(STAMP)
 
@@ -47,6 +48,18 @@ html: setup
 html-strict: setup
 	$(SPHINXBUILD) -j $(JOBS) -E -n -W --keep-going $(SPHINXOPTS)
 
+# The chapters once more on a second floating-point code path: MKL in its
+# reproducible (COMPATIBLE) mode and ATen's plain, unvectorised kernels. A
+# comparison that holds only with this CPU's own kernels then fails here, not
+# on a reader's machine with another CPU. Own folders and cache (conf.py keys
+# the cache on these settings): with nothing changed it executes nothing.
+# The dummy builder reads and checks every page but writes none.
+FP_SETTINGS ?= MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default
+FPBUILD = $(BIN)/sphinx-build -b dummy -c . -d _build/fp/doctrees docs _build/fp/dummy \
+	-j $(JOBS) -n -W --keep-going $(SPHINXOPTS)
+html-fp: setup
+	$(FP_SETTINGS) ATTENTION_BUILD_DIR=_build/fp $(FPBUILD)
+
 lint: setup
 	$(BIN)/ruff check src tests benchmarks conf.py docs/_ext
 	$(BIN)/ruff format --check src tests benchmarks conf.py docs/_ext
@@ -59,7 +72,7 @@ test-site: setup system-packages
 	$(BIN)/python -m pytest -m site
 
 # system-packages first: a missing browser stops the run before any test.
-test: system-packages lint test-package html-strict test-site
+test: system-packages lint test-package html-strict html-fp test-site
 
 # System packages the browser tests need, by their Debian names: a Chromium
 # for Playwright to drive (never a downloaded browser) and a Java runtime for
@@ -97,12 +110,14 @@ system-packages:
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null
 
 # Cold, no-change and incremental builds of a temporary copy of the project,
-# timed; writes benchmarks/results/build.json. Minutes: every chapter
-# executes twice (cold, and after the package edit). BENCHOPTS passes options
+# and html-fp's build of it, timed; writes benchmarks/results/build.json.
+# Minutes: every chapter executes three times (cold, after the package edit,
+# and on the second floating-point code path). BENCHOPTS passes options
 # (see python benchmarks/build.py --help), e.g. BENCHOPTS="--workdir DIR".
 BENCHOPTS ?=
 bench-build: setup
-	$(BIN)/python benchmarks/build.py $(BENCHOPTS) -- $(HTMLBUILD)
+	$(BIN)/python benchmarks/build.py $(BENCHOPTS) \
+		--fp-command "$(FPBUILD)" --fp-settings "$(FP_SETTINGS)" -- $(HTMLBUILD)
 
 # Benchmarks (benchmarks/, run as `python -m benchmarks`): the package's attention
 # against PyTorch's, with a table of the targets at the end. The full run takes

@@ -65,14 +65,22 @@ myst_enable_extensions = ["amsmath", "colon_fence", "deflist", "dollarmath", "su
 myst_heading_anchors = 3
 
 
+# Environment variables that make MKL and ATen take other kernels, so that a
+# chapter's floats can differ in the last bit. `make html-fp` builds the
+# chapters with them set, on every `make test`: the chapters' checks must hold
+# on either code path.
+FLOATING_POINT_SETTINGS = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
+
 def _execution_cache() -> Path:
     """A cache folder named by everything that can change a chapter's outputs.
 
     The execution cache keys a page only on its own code cells, so an edit to
     ``src/`` alone would leave every page showing outputs of the old code.
     Naming the folder by a hash of the package source and of the numeric
-    libraries' versions means any such edit lands in a fresh folder (and the
-    changed ``nb_execution_cache_path`` makes Sphinx re-read every page).
+    libraries' versions (and of the floating-point settings) means any such
+    edit lands in a fresh folder (and the changed ``nb_execution_cache_path``
+    makes Sphinx re-read every page).
     Reverting an edit finds its old folder again; all but the newest few
     folders are pruned.
     """
@@ -85,6 +93,11 @@ def _execution_cache() -> Path:
             digest.update(f"{dist}=={importlib.metadata.version(dist)}".encode())
         except importlib.metadata.PackageNotFoundError:
             digest.update(f"{dist} missing".encode())
+    # Settings that choose another floating-point code path (the Makefile's
+    # html-fp build sets them): outputs computed under one are no outputs of
+    # the other, so each setting gets its own cache.
+    for var in FLOATING_POINT_SETTINGS:
+        digest.update(f"{var}={os.environ.get(var, '')}".encode())
     caches = BUILD / ".jupyter_cache"
     folder = caches / digest.hexdigest()[:16]
     if caches.is_dir():

@@ -16,6 +16,13 @@ command (passed after ``--``) six times:
    the execution cache by a hash of ``src/``, so every chapter executes
    again: by design, the site never shows outputs of older code.
 
+With ``--fp-command`` (``make bench-build`` passes ``make html-fp``'s build)
+two more builds follow, of the chapters on a second floating-point code path
+as ``make test`` runs them, with their own build folder and cache:
+
+7. fp cold: every chapter executes under the settings of ``--fp-settings``;
+8. fp no change: nothing edited; executes nothing.
+
 For each build it records the wall time, the CPU time of the build and the
 kernels it started, the pages Sphinx read again and the notebooks that
 executed (MyST-NB's "Executing notebook" log lines), and the ratios to the
@@ -26,7 +33,10 @@ cold build. It prints a table and the targets, writes
 - editing a code cell of one chapter executes exactly that chapter;
 - editing its prose executes nothing;
 - new benchmark results execute exactly chapter 13;
-- editing the package executes every chapter.
+- editing the package executes every chapter;
+- with ``--fp-command``: the second code path's no-change rebuild executes
+  nothing (so ``make test`` pays for it only when the chapters or the package
+  change) and its cold build executes every chapter.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -231,13 +242,28 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def build(command: Sequence[str], project: Path, name: str, what: str) -> Step:
+def build(
+    command: Sequence[str],
+    project: Path,
+    name: str,
+    what: str,
+    settings: dict[str, str] | None = None,
+    build_dir: str = "_build",
+) -> Step:
     """Run the build command in ``project`` and measure it.
+
+    Args:
+        command: the build command.
+        project: the copy to build, the command's working folder.
+        name: the step's short label.
+        what: what was edited before the build.
+        settings: extra environment variables for the build.
+        build_dir: its ``ATTENTION_BUILD_DIR`` (execution cache), in ``project``.
 
     Raises:
         RuntimeError: if the build fails (its output's end is in the message).
     """
-    env = {**os.environ, "ATTENTION_BUILD_DIR": str(project / "_build")}
+    env = {**os.environ, **(settings or {}), "ATTENTION_BUILD_DIR": str(project / build_dir)}
     load_before = os.getloadavg()[0]
     cpu = _children_cpu()
     start = time.perf_counter()
@@ -304,6 +330,25 @@ def check_targets(
             sorted(package.executed) == sorted(all_notebooks),
             f"executed {len(package.executed)} of {len(all_notebooks)} notebooks",
         ),
+        *(
+            [
+                Target(
+                    "second floating-point code path: cold executes every chapter",
+                    sorted(by_name["fp cold"].executed) == sorted(all_notebooks),
+                    f"executed {len(by_name['fp cold'].executed)} of {len(all_notebooks)}"
+                    f" notebooks; {by_name['fp cold'].wall_s / cold.wall_s:.0%} of the cold"
+                    " build's wall time",
+                ),
+                Target(
+                    "second floating-point code path: no change executes nothing",
+                    not by_name["fp no change"].executed,
+                    f"{by_name['fp no change'].wall_s:.1f} s; executed "
+                    f"{sorted(by_name['fp no change'].executed) or 'nothing'}",
+                ),
+            ]
+            if "fp cold" in by_name
+            else []
+        ),
     ]
 
 
@@ -345,8 +390,14 @@ def run(
     project: Path,
     chapter: str = CHAPTER,
     log: Callable[..., None] = print,
+    fp_command: Sequence[str] | None = None,
+    fp_settings: dict[str, str] | None = None,
 ) -> Report:
-    """Run the builds in a copy made by :func:`copy_project`; check the targets."""
+    """Run the builds in a copy made by :func:`copy_project`; check the targets.
+
+    ``fp_command``, with the environment ``fp_settings``, adds the two builds
+    on the second floating-point code path (steps 7 and 8).
+    """
     docs = project / "docs"
     page = docs / f"{chapter}.md"
     report = Report(
@@ -370,10 +421,18 @@ def run(
     ]
     if RESULTS_CHAPTER not in report.notebooks:  # a --chapters run without it
         plan = [step for step in plan if step[0] != "results edit"]
-    for name, what, edit in plan:
+    no_settings: dict[str, str] = {}
+    builds = [(name, what, edit, command, no_settings, "_build") for name, what, edit in plan]
+    if fp_command is not None:
+        on = " ".join(f"{k}={v}" for k, v in (fp_settings or {}).items())
+        builds += [
+            (name, f"{what}, {on}", lambda: None, fp_command, fp_settings or {}, "_build/fp")
+            for name, what in (("fp cold", "nothing: empty cache"), ("fp no change", "nothing"))
+        ]
+    for name, what, edit, cmd, settings, build_dir in builds:
         edit()
         log(f"{name} build ({what}) ...", flush=True)
-        step = build(command, project, name, what)
+        step = build(cmd, project, name, what, settings, build_dir)
         log(f"  {step.wall_s:.1f} s, executed {len(step.executed)}", flush=True)
         report.steps.append(step)
     cold = report.steps[0]
@@ -402,9 +461,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, help=f"results file (default: {RESULTS}; none with --chapters)"
     )
+    parser.add_argument(
+        "--fp-command",
+        help="the build on a second floating-point code path, one string (make html-fp's)",
+    )
+    parser.add_argument(
+        "--fp-settings",
+        default="",
+        help="its environment, as VAR=value words (make html-fp's FP_SETTINGS)",
+    )
     args = parser.parse_args(argv)
     output = args.output or (None if args.chapters else RESULTS)
     command = _resolve(args.command)
+    fp_command = _resolve(shlex.split(args.fp_command)) if args.fp_command else None
+    fp_settings = dict(word.split("=", 1) for word in shlex.split(args.fp_settings))
 
     with tempfile.TemporaryDirectory(prefix="attention-bench-") as tmp:
         project = args.workdir.resolve() if args.workdir else Path(tmp) / "book"
@@ -412,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"{project} is not empty")
         copy_project(project, args.chapters)
         print(f"building a copy in {project} with: {' '.join(command)}", flush=True)
-        report = run(command, project, args.chapter)
+        report = run(command, project, args.chapter, print, fp_command, fp_settings)
 
     print()
     print(table(report.steps))

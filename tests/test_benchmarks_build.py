@@ -150,3 +150,17 @@ def test_targets_fail_for_a_slow_no_change_rebuild_or_extra_executions():
     assert [t.holds for t in extra] == [True, False, True, True]
     missing = check_targets(_steps(), CHAPTER, [CHAPTER, "01-other", "02-stale"])
     assert [t.holds for t in missing] == [True, True, True, False]
+
+
+def test_the_second_floating_point_path_executes_all_once_then_nothing():
+    books = [CHAPTER, "01-other"]
+    for cold, again, holds in [
+        (books, [], [True, True]),
+        ([CHAPTER], [], [False, True]),
+        (books, [CHAPTER], [True, False]),
+    ]:
+        steps = [*_steps(), _step("fp cold", 80.0, cold), _step("fp no change", 3.0, again)]
+        targets = check_targets(steps, CHAPTER, books)
+        assert [t.holds for t in targets[4:]] == holds
+        assert "floating-point" in targets[4].name
+        assert "80% of the cold build" in targets[4].detail

@@ -72,7 +72,7 @@ def test_least_privilege_and_pages_deployment():
     deploy = ci["jobs"]["deploy"]
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     assert deploy["environment"]["name"] == "github-pages"
-    assert deploy["needs"] == "test"
+    assert deploy["needs"] == ["test", "portability"]
     assert deploy["concurrency"]["group"] == "pages"
     uploads = [
         s for s in ci["jobs"]["test"]["steps"] if "upload-pages-artifact" in s.get("uses", "")
@@ -102,7 +102,31 @@ def test_external_links_are_checked_weekly_without_blocking():
     assert runs == ["make html", "make linkcheck"]
     check = next(s for s in job["steps"] if s.get("run") == "make linkcheck")
     assert check["continue-on-error"] is True
-    # Nothing waits for it: the deployment needs only the test job of ci.yml.
+    # Nothing waits for it: the deployment needs only ci.yml's test jobs.
     ci = _load(ROOT / ".github" / "workflows" / "ci.yml")
-    assert ci["jobs"]["deploy"]["needs"] == "test"
+    assert ci["jobs"]["deploy"]["needs"] == ["test", "portability"]
     assert "workflow_run" not in ci[True]
+
+
+def test_package_and_book_run_on_other_cpus_and_pythons():
+    """The full test job runs on x86-64 Linux with Python 3.11; the matrix adds
+    arm64 Linux and macOS (package tests and the strict book build) and the
+    newer Pythons (package tests)."""
+    jobs = _load(ROOT / ".github" / "workflows" / "ci.yml")["jobs"]
+    assert jobs["test"]["runs-on"] == "ubuntu-24.04"
+    python = next(s for s in jobs["test"]["steps"] if s.get("uses", "").startswith("actions/setup"))
+    assert python["with"]["python-version"] == "3.11"
+    job = jobs["portability"]
+    assert job["permissions"] == {"contents": "read"}
+    assert job["strategy"]["fail-fast"] is False
+    rows = job["strategy"]["matrix"]["include"]
+    books = {row["os"] for row in rows if row["book"]} | {"ubuntu-24.04"}
+    assert books == {"ubuntu-24.04", "ubuntu-24.04-arm", "macos-15"}
+    pythons = {(row["os"], row["python"]) for row in rows}
+    assert {("ubuntu-24.04", v) for v in ("3.12", "3.13")} <= pythons
+    runs = {s["name"]: s for s in job["steps"] if "run" in s}
+    assert runs["Package tests"]["run"].startswith("make test-package ")
+    assert "if" not in runs["Package tests"]
+    book = runs["Strict book build (every chapter executes)"]
+    assert book["run"].startswith("make html-strict ")
+    assert book["if"] == "matrix.book"
