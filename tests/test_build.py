@@ -87,3 +87,33 @@ def test_new_benchmark_results_keep_the_execution_cache(tmp_path):
     before, changed, reverted = done.stdout.split()
     assert changed == before
     assert reverted == before
+
+
+_FP_CACHE_FOLDERS = """
+import os, runpy, sys
+conf = sys.argv[1]
+folders = [runpy.run_path(conf)["nb_execution_cache_path"]]
+os.environ["MKL_CBWR"] = "COMPATIBLE"
+folders.append(runpy.run_path(conf)["nb_execution_cache_path"])
+os.environ["ATEN_CPU_CAPABILITY"] = "default"
+folders.append(runpy.run_path(conf)["nb_execution_cache_path"])
+del os.environ["MKL_CBWR"], os.environ["ATEN_CPU_CAPABILITY"]
+folders.append(runpy.run_path(conf)["nb_execution_cache_path"])
+print("\\n".join(folders))
+"""
+
+
+def test_each_floating_point_setting_has_its_own_execution_cache(tmp_path):
+    """make html-fp's outputs never stand in for the default build's, or back."""
+    project = tmp_path / "book"
+    copy_project(project, chapters=[CHAPTER])
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY")} | {
+        "ATTENTION_BUILD_DIR": str(tmp_path / "build")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _FP_CACHE_FOLDERS, "conf.py"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    plain, mkl, both, back = done.stdout.split()
+    assert len({plain, mkl, both}) == 3
+    assert back == plain
