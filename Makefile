@@ -75,13 +75,18 @@ test-site: setup system-packages
 test: system-packages lint test-package html-strict html-fp test-site
 
 # System packages the browser tests need, by their Debian names: a Chromium
-# for Playwright to drive (never a downloaded browser) and a Java runtime for
-# the Nu HTML Checker. CHROMIUM=/path/to/chrome drives another browser instead.
+# for Playwright to drive (never a downloaded browser), the fonts it draws the
+# pages' text in (the theme uses the system's fonts, so what is installed
+# decides line widths; these are the ones the tests were written against) and
+# a Java runtime for the Nu HTML Checker. CHROMIUM=/path/to/chrome drives
+# another browser instead.
 # Missing packages are installed with apt-get when this user is root or has
 # password-less sudo; otherwise this stops, before any test, with the command
 # to run.
 CHROMIUM ?= /usr/bin/chromium
 SYSTEM_PACKAGES_MISSING = $(strip $(if $(wildcard $(CHROMIUM)),,chromium) \
+	$(if $(shell fc-list "DejaVu Sans" family 2>/dev/null),,fonts-dejavu-core) \
+	$(if $(shell fc-list "Liberation Sans" family 2>/dev/null),,fonts-liberation) \
 	$(if $(shell command -v java 2>/dev/null),,default-jre-headless))
 
 system-packages:
@@ -93,8 +98,9 @@ system-packages:
 		exit 1; \
 	fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
-		echo "The browser tests need a Chromium (set CHROMIUM=/path/to/it) and" \
-			"Java 11 or newer on the PATH. Missing here, by their Debian names: $$missing"; \
+		echo "The browser tests need a Chromium (set CHROMIUM=/path/to/it), the DejaVu" \
+			"and Liberation fonts, and Java 11 or newer on the PATH." \
+			"Missing here, by their Debian names: $$missing"; \
 		exit 1; \
 	fi; \
 	if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
