@@ -53,3 +53,17 @@ def test_computed_numbers_in_prose_are_glued(chapter):
 def test_the_prose_check_can_see_numbers():
     sample = "The score is 0.9544, glued: {glue:text}`score-0:.4f`.\n```python\nx = 1.2345\n```\n"
     assert re.findall(r"(?<![\w.])\d+\.\d{3,}", _prose(sample)) == ["0.9544"]
+
+
+# A closing quote followed by 's ("journey"'s) comes out of the typographer as
+# an opening quote and a stray apostrophe; write "the ... of" instead.
+QUOTED_POSSESSIVE = re.compile(r"\"'s\b")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_no_possessive_after_a_quoted_word(chapter):
+    assert QUOTED_POSSESSIVE.findall(_prose(chapter.read_text(encoding="utf-8"))) == []
+
+
+def test_the_quote_check_can_see_a_possessive():
+    assert QUOTED_POSSESSIVE.findall(_prose('It is "Your"\'s value; `"x"\'s` is code.')) == ["\"'s"]
