@@ -128,8 +128,9 @@ bench-build: setup
 # Benchmarks (benchmarks/, run as `python -m benchmarks`): the package's attention
 # against PyTorch's, with a table of the targets at the end. The full run takes
 # about eight minutes of CPU time (more wall-clock time on a busy machine) and
-# writes benchmarks/results/ (which chapter 13 plots); bench-quick is a smoke
-# run of a minute or two at smaller sizes, written to _build/benchmarks/quick.
+# writes benchmarks/results/ (which the benchmarks appendix plots); bench-quick
+# is a smoke run of a minute or two at smaller sizes, written to
+# _build/benchmarks/quick.
 # BENCHOPTS passes more options (see `python -m benchmarks --help`).
 # PYTHONPATH=src: measure this checkout.
 .PHONY: bench bench-quick

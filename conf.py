@@ -132,11 +132,11 @@ parallel_read_timings = str(ROOT / "benchmarks" / "results" / "build.json")
 
 # -- Data files that pages read -------------------------------------------------
 
-# Chapter 13 plots the JSON files that `make bench` writes. docs/_ext/page_data.py
-# makes new results re-execute that chapter, and only that chapter.
+# The benchmarks appendix plots the JSON files that `make bench` writes.
+# docs/_ext/page_data.py makes new results re-execute that page, and only it.
 extensions.append("page_data")
 page_data = {
-    "13-attention-at-scale": [
+    "benchmarks": [
         f"benchmarks/results/{suite}.json"
         for suite in ("layers", "kernels", "generation", "imports")
     ]

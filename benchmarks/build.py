@@ -9,9 +9,9 @@ command (passed after ``--``) six times:
 3. prose edit: a sentence added to one chapter's text;
 4. code edit: a statement added to a code cell of that chapter;
 5. results edit: ``benchmarks/results/imports.json`` written again (same
-   numbers, new bytes); conf.py's ``page_data`` makes exactly chapter 13,
-   which plots the results, execute again (left out when a ``--chapters``
-   run does not copy chapter 13);
+   numbers, new bytes); conf.py's ``page_data`` makes exactly the
+   benchmarks appendix, which plots the results, execute again (left out
+   when a ``--chapters`` run does not copy it);
 6. package edit: a comment added to ``src/attention/toy.py``. conf.py names
    the execution cache by a hash of ``src/``, so every chapter executes
    again: by design, the site never shows outputs of older code.
@@ -32,7 +32,7 @@ cold build. It prints a table and the targets, writes
 - a no-change rebuild takes at most 10 % of a cold build's wall time;
 - editing a code cell of one chapter executes exactly that chapter;
 - editing its prose executes nothing;
-- new benchmark results execute exactly chapter 13;
+- new benchmark results execute exactly the benchmarks appendix;
 - editing the package executes every chapter;
 - with ``--fp-command``: the second code path's no-change rebuild executes
   nothing (so ``make test`` pays for it only when the chapters or the package
@@ -64,8 +64,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "build.json"
 # The chapter the edits land in: small, so that re-executing it is cheap.
 CHAPTER = "03-self-attention-without-weights"
-# The chapter that plots benchmarks/results/*.json (conf.py's page_data).
-RESULTS_CHAPTER = "13-attention-at-scale"
+# The page that plots benchmarks/results/*.json (conf.py's page_data).
+RESULTS_CHAPTER = "benchmarks"
 # The no-change rebuild may cost at most this share of the cold build.
 NO_CHANGE_LIMIT = 0.10
 CODE_CELL = "```{code-cell}"
@@ -183,7 +183,7 @@ def copy_project(dest: Path, chapters: Collection[str] | None = None) -> None:
     """
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "conf.py", dest)
-    # As in a fresh clone: chapter 13 plots the benchmark results, and
+    # As in a fresh clone: the benchmarks appendix plots the results, and
     # build.json's timings order the parallel readers.
     results = dest / RESULTS.parent.relative_to(ROOT)
     results.mkdir(parents=True)

@@ -96,7 +96,7 @@ def test_copy_project_copies_only_the_chosen_chapter(tmp_path):
     assert (tmp_path / "book" / "src" / "attention" / "toy.py").is_file()
     assert (tmp_path / "book" / "conf.py").is_file()
     # The timings of the last benchmark order a fresh clone's parallel build,
-    # and chapter 13 plots the suites' results.
+    # and the benchmarks appendix plots the suites' results.
     results = tmp_path / "book" / "benchmarks" / "results"
     for suite in ("build", "imports", "kernels", "layers", "generation"):
         assert (results / f"{suite}.json").is_file()

@@ -1,6 +1,6 @@
 """A page that reads a data file re-executes when the file changes, alone.
 
-docs/_ext/page_data.py ties chapter 13 to benchmarks/results/*.json. These
+docs/_ext/page_data.py ties the benchmarks appendix to benchmarks/results/*.json. These
 tests build a two-page project in cache mode, each page appending a line to a
 log when it executes, and check which pages execute after which edits.
 """
@@ -113,14 +113,14 @@ def test_the_cell_is_hidden_and_marked():
     assert f"{page_data.MARKER} this page reads x.json (sha256 {'ab' * 32})" in cell
 
 
-def test_chapter_13_lists_every_results_file_it_reads(tmp_path, monkeypatch):
+def test_the_benchmarks_page_lists_every_results_file_it_reads(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTENTION_BUILD_DIR", str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
     monkeypatch.setattr(sys, "path", list(sys.path))
     conf = runpy.run_path(str(ROOT / "conf.py"))
     assert "page_data" in conf["extensions"]
-    listed = conf["page_data"]["13-attention-at-scale"]
-    chapter = (ROOT / "docs" / "13-attention-at-scale.md").read_text(encoding="utf-8")
+    listed = conf["page_data"]["benchmarks"]
+    chapter = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     for suite in ("layers", "kernels", "generation", "imports"):
         assert f'"{suite}"' in chapter  # the chapter reads it ...
         assert f"benchmarks/results/{suite}.json" in listed  # ... so it is listed
