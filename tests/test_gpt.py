@@ -244,6 +244,21 @@ def test_generation_is_causal_so_appending_does_not_change_earlier_logits():
     assert torch.allclose(short, longer[:, :3], atol=1e-5)
 
 
+def test_a_checkpoint_holding_the_old_persistent_masks_loads():
+    """GPTModel checkpoints saved while every block's mask was in the state_dict."""
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    assert not [key for key in model.state_dict() if key.endswith("mask")]
+    for block in model.trf_blocks:
+        block.att.register_buffer("mask", block.att.mask, persistent=True)
+    saved = model.state_dict()
+    assert "trf_blocks.1.att.mask" in saved
+    fresh = GPTModel(TINY).eval()
+    fresh.load_state_dict(saved)  # strict
+    idx = torch.tensor([[1, 2, 3, 4]])
+    assert torch.equal(fresh(idx), model(idx))  # exact: the same weights and operations
+
+
 # -- float16 and bfloat16, against PyTorch's own layers ---------------------------
 
 HALF_TYPES = [torch.float16, torch.bfloat16]

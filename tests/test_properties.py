@@ -229,7 +229,8 @@ def test_state_dict_round_trip(make, batch):
 
 def test_mask_is_a_buffer_not_a_parameter():
     layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
-    assert "mask" in layer.state_dict()
+    assert "mask" in dict(layer.named_buffers())
+    assert "mask" not in layer.state_dict()  # persistent=False: rebuilt from context_length
     assert all(name != "mask" for name, _ in layer.named_parameters())
     assert not layer.mask.requires_grad
 
