@@ -92,10 +92,11 @@ def flash_attention(
     mask is aligned at the bottom right (the two agree when T_q = T_k); there
     is no ``attn_mask``, ``dropout_p`` or ``scale``; and the backward pass
     cannot itself be differentiated, like those of SDPA's fused kernels and
-    unlike its math fallback: asking for second derivatives
-    (``create_graph=True``) raises ``RuntimeError``. As in SDPA's CPU kernels,
-    float16 and bfloat16 inputs are accumulated in float32 and the output is
-    rounded to the input's dtype once; float64 stays float64.
+    unlike its math fallback. Running it with ``create_graph=True`` raises
+    ``RuntimeError`` at once (SDPA's kernels raise later, when the second
+    derivative is taken). As in SDPA's CPU kernels, float16 and bfloat16
+    inputs are accumulated in float32 and the output is rounded to the
+    input's dtype once; float64 stays float64.
 
     Args:
         q: Queries, shape (B, H, T_q, D).
