@@ -9,15 +9,18 @@ Three kernels compute ``softmax(Q K^T / sqrt(D) + causal mask) V``:
 * ``naive``: :func:`attention.flash.reference_attention`, the formula, which
   builds the (T, T) score matrix of every head.
 
-Forward passes only, under ``torch.no_grad()`` (the layers suite has the
-backward passes). For each context length, the first call of each kernel
-measures its peak memory and its output, which is checked against SDPA's;
-then the kernels take turns being timed.
+The sweep runs forward passes only, under ``torch.no_grad()`` (the layers
+suite times the backward passes). For each context length, the first call of
+each kernel measures its peak memory and its output, which is checked against
+SDPA's; then the kernels take turns being timed. At the target length one
+more group measures the peak memory of a forward and a backward pass
+together, where autograd keeps what the backward pass needs, and checks each
+kernel's gradients against SDPA's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -147,11 +150,63 @@ def measure(plan: Plan, tokens: int) -> Record:
     }
 
 
+def measure_backward(plan: Plan) -> Record:
+    """Peak memory of forward plus backward at the target length; gradients checked."""
+    tokens = plan.target_tokens
+    g = torch.Generator().manual_seed(tokens)
+    q, k, v = torch.randn(3, plan.batch, plan.heads, tokens, plan.head_dim, generator=g)
+    cotangent = torch.randn(plan.batch, plan.heads, tokens, plan.head_dim, generator=g)
+    grads: dict[str, tuple[Tensor, ...]] = {}
+
+    def peak(name: str) -> int:
+        fn = kernel(name)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]  # made before the measurement
+
+        def run() -> None:
+            grads[name] = torch.autograd.grad(fn(*leaves), leaves, cotangent)
+
+        return common.peak_bytes(run)  # the output, what autograd saves, the gradients
+
+    memory = {n: peak(n) for n in KERNELS}
+    differences = {n: _largest_difference(grads[n], grads[BASELINE]) for n in KERNELS}
+    if not all(d < 1e-4 for d in differences.values()):
+        raise AssertionError(f"gradients disagree with SDPA's at T={tokens}: {differences}")
+    records: list[Record] = [
+        {
+            "variant": n,
+            "label": label,
+            "peak_bytes": memory[n],
+            "max_abs_difference": differences[n],
+            "memory_ratio": common.ratio(memory[n], memory[BASELINE]),
+        }
+        for n, label in KERNELS.items()
+    ]
+    shape = {"batch": plan.batch, "heads": plan.heads, "tokens": tokens, "head_dim": plan.head_dim}
+    return {
+        "group": "target",
+        "pass": "forward+backward",
+        "shape": shape,
+        "baseline": BASELINE,
+        "records": records,
+    }
+
+
+def _largest_difference(mine: Sequence[Tensor], base: Sequence[Tensor]) -> float:
+    """The largest absolute difference between matching tensors of two lists."""
+    return max(float((a - b).abs().max()) for a, b in zip(mine, base, strict=True))
+
+
 def targets(payload: Record) -> list[Record]:
-    """The issue's two targets for ``flash_attention``, at the plan's target length."""
+    """The issue's three targets for ``flash_attention``, at the plan's target length."""
     plan = payload["settings"]["plan"]
-    group = next(g for g in payload["groups"] if g["shape"]["tokens"] == plan["target_tokens"])
+    group = next(
+        g
+        for g in payload["groups"]
+        if g["group"] == "sweep" and g["shape"]["tokens"] == plan["target_tokens"]
+    )
     by_name = {r["variant"]: r for r in group["records"]}
+    both = next(g for g in payload["groups"] if g["pass"] == "forward+backward")
+    both_by_name = {r["variant"]: r for r in both["records"]}
     s = group["shape"]
     where = f"(B, H, T, D) = ({s['batch']}, {s['heads']}, {s['tokens']}, {s['head_dim']}), causal"
     return [
@@ -170,6 +225,15 @@ def targets(payload: Record) -> list[Record]:
             at_most=True,
             where=where,
         ),
+        common.target(
+            "flash_attention / naive softmax(QK^T)V, peak memory, forward + backward",
+            common.ratio(
+                both_by_name["flash"].get("peak_bytes"), both_by_name["naive"].get("peak_bytes")
+            ),
+            1 / 8,
+            at_most=True,
+            where=where,
+        ),
     ]
 
 
@@ -182,6 +246,8 @@ def run(settings: Settings) -> Record:
         for tokens in plan.tokens:
             payload["groups"].append(measure(plan, tokens))
             common.progress(f"T={tokens}: done")
+        payload["groups"].append(measure_backward(plan))
+        common.progress(f"T={plan.target_tokens}, forward + backward: done")
 
     payload = common.run_suite("kernels", settings, measure_all, peak_gemm=plan.peak_gemm)
     payload["targets"] = targets(payload)
@@ -193,7 +259,7 @@ def run(settings: Settings) -> Record:
 
 def print_tables(payload: Record) -> None:
     """Print one table per quantity: kernels by context length."""
-    groups = payload["groups"]
+    groups = [g for g in payload["groups"] if g["group"] == "sweep"]
     plan = payload["settings"]["plan"]
     print(
         f"\ncausal forward, B={plan['batch']}, H={plan['heads']}, D={plan['head_dim']}, by T"
@@ -215,3 +281,10 @@ def print_tables(payload: Record) -> None:
         print(f"\n{title}:")
         print(common.table(["T", *tokens], rows))
     print("\n- = skipped: estimated peak memory above the budget.")
+    both = next(g for g in payload["groups"] if g["pass"] == "forward+backward")
+    print(f"\ncausal forward + backward at T={both['shape']['tokens']}:")
+    rows = [
+        [r["label"], r["peak_bytes"] / 2**20, r["memory_ratio"], r["max_abs_difference"]]
+        for r in both["records"]
+    ]
+    print(common.table(["", "peak memory, MiB", "memory ratio", "gradient vs SDPA"], rows))

@@ -154,7 +154,7 @@ def plot_kernels(payload: Record, out: Path) -> list[Path]:
     """``kernels.svg``: time and peak memory of the kernels, each with its ratio to SDPA."""
     labels = payload["settings"]["kernels"]
     base = labels[payload["settings"]["baseline"]]
-    groups = payload["groups"]
+    groups = [g for g in payload["groups"] if g["group"] == "sweep"]
     plan = payload["settings"]["plan"]
     with plt.rc_context(_RC):
         fig, axes = plt.subplots(2, 2, figsize=(9.2, 6.4))

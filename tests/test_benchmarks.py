@@ -130,8 +130,9 @@ def test_layers_json_has_every_variant_both_passes_and_ratios_to_nn_multiheadatt
 def test_kernels_json_compares_flash_and_the_formula_with_sdpa(tiny_run):
     payload = _load(tiny_run, "kernels")
     plan = kernels.PLANS["tiny"]
-    assert [g["shape"]["tokens"] for g in payload["groups"]] == list(plan.tokens)
-    for g in payload["groups"]:
+    sweep = [g for g in payload["groups"] if g["group"] == "sweep"]
+    assert [g["shape"]["tokens"] for g in sweep] == list(plan.tokens)
+    for g in sweep:
         names = [r["variant"] for r in g["records"]]
         assert names == ["sdpa", "flash", "naive"]
         base = g["records"][0]
@@ -140,10 +141,17 @@ def test_kernels_json_compares_flash_and_the_formula_with_sdpa(tiny_run):
         for r in g["records"]:
             assert r["max_abs_difference"] < 1e-4
             assert r["flops"] == kernels.kernel_flops(plan, g["shape"]["tokens"])
-    time_target, memory_target = payload["targets"]
-    last = {r["variant"]: r for r in payload["groups"][-1]["records"]}
+    time_target, memory_target, both_target = payload["targets"]
+    last = {r["variant"]: r for r in sweep[-1]["records"]}
     assert time_target["measured"] == last["flash"]["time_ratio"]
     assert memory_target["measured"] == last["flash"]["peak_bytes"] / last["naive"]["peak_bytes"]
+    (both,) = [g for g in payload["groups"] if g["pass"] == "forward+backward"]
+    assert both["shape"]["tokens"] == plan.target_tokens
+    by_name = {r["variant"]: r for r in both["records"]}
+    assert list(by_name) == ["sdpa", "flash", "naive"]
+    assert all(r["max_abs_difference"] < 1e-4 and r["peak_bytes"] > 0 for r in by_name.values())
+    flash, naive = by_name["flash"]["peak_bytes"], by_name["naive"]["peak_bytes"]
+    assert both_target["measured"] == flash / naive
 
 
 def test_generation_json_has_both_modes_and_the_same_tokens(tiny_run):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import io
+
+import pytest
 import torch
 
 from attention import CausalAttention, SelfAttentionV2, causal_mask, masked_softmax
@@ -96,6 +100,35 @@ def test_shorter_sequences_use_a_slice_of_the_mask(batch):
     layer = CausalAttention(3, 2, 6, 0.0)
     full = layer(batch)
     assert torch.allclose(layer(batch[:, :4]), full[:, :4], atol=1e-6)
+
+
+def _saved_with_the_mask(layer: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A checkpoint of ``layer`` as saved while its mask buffer was persistent."""
+    old = copy.deepcopy(layer)
+    old.register_buffer("mask", old.mask, persistent=True)
+    buffer = io.BytesIO()
+    torch.save(old.state_dict(), buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_the_mask_is_not_saved_but_old_checkpoints_load_at_any_context_length(batch):
+    torch.manual_seed(123)
+    layer = CausalAttention(3, 2, 6, 0.0)
+    assert list(layer.state_dict()) == ["W_query.weight", "W_key.weight", "W_value.weight"]
+    saved = _saved_with_the_mask(layer)
+    assert saved["mask"].shape == (6, 6)
+    for context_length in (6, 4, 12):  # the saved (6, 6) mask fits none but the first
+        target = CausalAttention(3, 2, context_length, 0.0)
+        target.load_state_dict(saved)  # strict: the stale "mask" entry is dropped
+        expected = torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        assert torch.equal(target.mask, expected)
+        tokens = min(context_length, 6)
+        # exact: the same weights and the same operations on the same tokens
+        assert torch.equal(target(batch[:, :tokens]), layer(batch[:, :tokens]))
+    assert "mask" in saved  # the caller's dict is left as it was
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "other"'):
+        target.load_state_dict({**saved, "other": torch.zeros(1)})
 
 
 def test_why_not_zero(inputs):

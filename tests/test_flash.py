@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attention.flash import flash_attention, reference_attention
+from attention.memory import peak_allocated_bytes
 from tests.conftest import random_tensor
 
 
@@ -137,7 +138,7 @@ def test_default_tiles_equal_sdpa_on_long_sequences(t_q, extra_keys, causal, see
 
 
 def test_gradients_equal_the_reference_across_default_tiles():
-    """The in-place exponentials and the gradient-free maximum leave the gradients exact."""
+    """The backward pass's recomputed tiles give the formula's gradients."""
     q, k, v = (t.requires_grad_() for t in _qkv(10, 1, 2, 300, 340, 8, torch.float64))
     cotangent = random_tensor(11, 1, 2, 300, 8, dtype=torch.float64)
     (flash_attention(q, k, v, causal=True) * cotangent).sum().backward()
@@ -184,3 +185,114 @@ def test_rejects_bad_input():
         flash_attention(q, k, v, block_size=0)
     with pytest.raises(TypeError, match="block_size must be a positive int, got float"):
         flash_attention(q, k, v, block_size=2.0)
+
+
+# -- The backward pass: a torch.autograd.Function that recomputes the tiles ----
+
+
+@pytest.mark.parametrize(
+    ("causal", "t_q", "t_k", "d_v", "block_size"),
+    [(False, 6, 6, 3, 4), (True, 7, 7, 3, 3), (True, 3, 8, 2, 2), (False, 4, 9, 5, 4)],
+)
+def test_custom_backward_passes_gradcheck_across_tiles(causal, t_q, t_k, d_v, block_size):
+    """Ragged last tiles, fewer queries than keys, a value width unlike D: all in float64."""
+    q, k, _ = _qkv(12, 1, 2, t_q, t_k, 3, torch.float64)
+    v = random_tensor(13, 1, 2, t_k, d_v, dtype=torch.float64)
+    inputs = tuple(t.requires_grad_() for t in (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: flash_attention(q, k, v, causal=causal, block_size=block_size), inputs
+    )
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("t_q", "t_k"), [(300, 300), (100, 340)])
+def test_gradients_equal_sdpas_in_float32(causal, t_q, t_k):
+    """Across two default (256, 256) tiles; 1e-5 is float32 rounding at these magnitudes."""
+    q, k, v = (t.requires_grad_() for t in _qkv(14, 2, 3, t_q, t_k, 16))
+    cotangent = random_tensor(15, 2, 3, t_q, 16)
+    mine = torch.autograd.grad(flash_attention(q, k, v, causal=causal), (q, k, v), cotangent)
+    theirs = torch.autograd.grad(_sdpa_bottom_right(q, k, v, causal), (q, k, v), cotangent)
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _saved_bytes(fn, *inputs) -> int:
+    """Bytes of the tensors autograd saves for the backward pass of fn(*inputs)."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*inputs)
+    return total
+
+
+@pytest.mark.parametrize("t", [64, 512])
+def test_autograd_saves_q_k_v_the_output_and_one_number_per_row(t):
+    q, k, v = (x.requires_grad_() for x in _qkv(16, 1, 2, t, t, 8))
+    saved = _saved_bytes(lambda *a: flash_attention(*a, causal=True, block_size=32), q, k, v)
+    assert saved == 4 * q.numel() * 4 + 2 * t * 4  # exact: q, k, v, output and the log-sum-exp
+    naive = _saved_bytes(lambda *a: reference_attention(*a, causal=True), q, k, v)
+    assert naive > 2 * t * t * 4  # the formula keeps (T, T) matrices of every head
+
+
+def test_forward_and_backward_memory_grows_linearly():
+    """Doubling T about doubles the peak; the formula's peak quadruples."""
+
+    def peak(fn, t: int) -> int:
+        q, k, v = (x.requires_grad_() for x in _qkv(17, 1, 2, t, t, 16))
+        cotangent = random_tensor(18, 1, 2, t, 16)
+        return peak_allocated_bytes(lambda: torch.autograd.grad(fn(q, k, v), (q, k, v), cotangent))
+
+    def flash(q, k, v):
+        return flash_attention(q, k, v, causal=True, block_size=64)
+
+    def naive(q, k, v):
+        return reference_attention(q, k, v, causal=True)
+
+    flash_peaks = [peak(flash, t) for t in (512, 1024)]
+    naive_peaks = [peak(naive, t) for t in (512, 1024)]
+    assert flash_peaks[1] / flash_peaks[0] < 2.5
+    assert naive_peaks[1] / naive_peaks[0] > 3.5
+    assert flash_peaks[1] < naive_peaks[1] / 8
+
+
+def test_the_backward_pass_is_not_differentiable_again():
+    q, k, v = (t.requires_grad_() for t in _qkv(19, 1, 1, 4, 4, 2, torch.float64))
+    with pytest.raises(RuntimeError, match="flash_attention has no second derivatives"):
+        torch.autograd.grad(flash_attention(q, k, v).sum(), q, create_graph=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_types_accumulate_in_float32_and_round_once(dtype):
+    """Each output is the float32 result rounded to ``dtype``: within half a unit of
+    ``dtype`` (relative 2^-11 for float16, 2^-8 for bfloat16) of the float64 result
+    from the same rounded inputs, plus 1e-5 for float32's own rounding. Summing in
+    ``dtype`` itself missed this by several units."""
+    q, k, v = _qkv(20, 1, 4, 600, 600, 64, dtype)
+    truth = reference_attention(q.double(), k.double(), v.double(), causal=True)
+    out = flash_attention(q, k, v, causal=True)
+    assert out.dtype == dtype
+    half_unit = torch.finfo(dtype).eps / 2
+    torch.testing.assert_close(out.double(), truth, rtol=half_unit, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_type_gradients_are_as_accurate_as_sdpas(dtype):
+    """Largest gradient error against float64 at most 1.25 times SDPA's in the same dtype."""
+    q, k, v = (t.requires_grad_() for t in _qkv(21, 1, 2, 300, 300, 32, dtype))
+    cotangent = random_tensor(22, 1, 2, 300, 32, dtype=dtype)
+    wide = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    truth = torch.autograd.grad(reference_attention(*wide, causal=True), wide, cotangent.double())
+    mine = torch.autograd.grad(flash_attention(q, k, v, causal=True), (q, k, v), cotangent)
+    theirs = torch.autograd.grad(
+        F.scaled_dot_product_attention(q, k, v, is_causal=True), (q, k, v), cotangent
+    )
+    for a, b, exact in zip(mine, theirs, truth, strict=True):
+        assert a.dtype == dtype
+        my_error = (a.double() - exact).abs().max()
+        their_error = (b.double() - exact).abs().max()
+        assert my_error <= 1.25 * their_error

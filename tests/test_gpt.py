@@ -244,6 +244,115 @@ def test_generation_is_causal_so_appending_does_not_change_earlier_logits():
     assert torch.allclose(short, longer[:, :3], atol=1e-5)
 
 
+def test_a_checkpoint_holding_the_old_persistent_masks_loads():
+    """GPTModel checkpoints saved while every block's mask was in the state_dict."""
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    assert not [key for key in model.state_dict() if key.endswith("mask")]
+    for block in model.trf_blocks:
+        block.att.register_buffer("mask", block.att.mask, persistent=True)
+    saved = model.state_dict()
+    assert "trf_blocks.1.att.mask" in saved
+    fresh = GPTModel(TINY).eval()
+    fresh.load_state_dict(saved)  # strict
+    idx = torch.tensor([[1, 2, 3, 4]])
+    assert torch.equal(fresh(idx), model(idx))  # exact: the same weights and operations
+
+
+# -- float16 and bfloat16, against PyTorch's own layers ---------------------------
+
+HALF_TYPES = [torch.float16, torch.bfloat16]
+
+
+def _same_as_pytorch(ours: torch.Tensor, theirs: torch.Tensor) -> None:
+    """Equal within one unit in the last place of the dtype at the largest output.
+
+    Two computations of one function in float16 or bfloat16 may round their
+    intermediates differently; a unit of the largest value allows for that and
+    nothing more (a wrong or overflowed result misses by many units).
+    """
+    assert ours.dtype == theirs.dtype
+    unit = torch.finfo(theirs.dtype).eps * theirs.abs().max().item()
+    torch.testing.assert_close(ours, theirs, atol=unit, rtol=0)
+
+
+def _pytorch_layer_norm(norm: LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, (norm.emb_dim,), norm.scale, norm.shift, norm.eps)
+
+
+def _pytorch_feed_forward(ff: FeedForward, x: torch.Tensor) -> torch.Tensor:
+    first, _, second = ff.layers
+    hidden = F.gelu(F.linear(x, first.weight, first.bias), approximate="tanh")  # (B, T, 4C)
+    return F.linear(hidden, second.weight, second.bias)  # (B, T, C)
+
+
+def _pytorch_block(block: TransformerBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block's forward in eval mode from PyTorch's functions, on the block's weights."""
+    att = block.att
+    b, t, c = x.shape
+    h = _pytorch_layer_norm(block.norm1, x)
+    q, k, v = (
+        F.linear(h, proj.weight, proj.bias).view(b, t, att.num_heads, att.head_dim).transpose(1, 2)
+        for proj in (att.W_query, att.W_key, att.W_value)
+    )  # 3 x (B, H, T, D)
+    context = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
+    x = x + att.out_proj(context.transpose(1, 2).reshape(b, t, c))
+    return x + _pytorch_feed_forward(block.ff, _pytorch_layer_norm(block.norm2, x))
+
+
+@pytest.mark.parametrize("dtype", HALF_TYPES)
+def test_layer_norm_in_half_types_equals_nn_layer_norm(dtype):
+    """The issue's example: in float16 the variance of +-400 overflows unless taken in float32."""
+    x = torch.tensor([[400.0, -400.0, 100.0, -100.0]], dtype=dtype)
+    ours = LayerNorm(4).to(dtype)(x)
+    _same_as_pytorch(ours, nn.LayerNorm(4).to(dtype)(x))
+    assert torch.allclose(ours.float(), torch.tensor([[1.372, -1.372, 0.343, -0.343]]), atol=1e-2)
+
+    wide = random_tensor(0, 3, 5, 64) * 300 + 50
+    norm = LayerNorm(64)
+    with torch.no_grad():
+        norm.scale.copy_(random_tensor(1, 64))
+        norm.shift.copy_(random_tensor(2, 64))
+    norm = norm.to(dtype)
+    _same_as_pytorch(norm(wide.to(dtype)), _pytorch_layer_norm(norm, wide.to(dtype)))
+
+
+@pytest.mark.parametrize("dtype", HALF_TYPES)
+def test_gelu_in_half_types_equals_f_gelu(dtype):
+    """Each value within a unit of its own size: no cancellation in 1 + tanh for x < 0."""
+    x = torch.linspace(-60, 60, 2001, dtype=dtype)  # float16's x^3 overflows beyond 40
+    ours, theirs = GELU()(x), F.gelu(x, approximate="tanh")
+    assert ours.dtype == dtype
+    eps, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).tiny
+    torch.testing.assert_close(ours, theirs, rtol=eps, atol=tiny)
+
+
+@pytest.mark.parametrize("dtype", HALF_TYPES)
+def test_feed_forward_and_block_in_half_types_equal_pytorchs_layers(dtype):
+    torch.manual_seed(0)
+    block = TransformerBlock(TINY).eval().to(dtype)
+    x = (random_tensor(1, 2, 12, 16) * 3).to(dtype)
+    _same_as_pytorch(block.ff(x), _pytorch_feed_forward(block.ff, x))
+    _same_as_pytorch(block(x), _pytorch_block(block, x))
+
+
+@pytest.mark.parametrize("dtype", HALF_TYPES)
+def test_gpt_in_half_types_equals_pytorchs_layers(dtype):
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    with torch.no_grad():
+        model.tok_emb.weight.mul_(300)  # token vectors whose float16 variance overflows
+    model = model.to(dtype)
+    idx = torch.randint(0, TINY.vocab_size, (2, TINY.context_length))
+    x = model.tok_emb(idx) + model.pos_emb(torch.arange(TINY.context_length))
+    for block in model.trf_blocks:
+        x = _pytorch_block(block, x)
+    expected = model.out_head(_pytorch_layer_norm(model.final_norm, x))
+    logits = model(idx)
+    assert torch.isfinite(logits).all()
+    _same_as_pytorch(logits, expected)
+
+
 # -- Errors -----------------------------------------------------------------------
 
 

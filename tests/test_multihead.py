@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from attention import CausalAttention, MultiHeadAttention, MultiHeadAttentionWrapper
+from tests.test_causal import _saved_with_the_mask
 
 BOOK = 1e-4
 
@@ -104,3 +105,42 @@ def test_sdpa_impl_follows_in_place_weight_updates(batch):
         after = fast(batch)
         assert not torch.allclose(after, before, atol=1e-3)
         assert torch.allclose(after, manual(batch), atol=1e-6)
+
+
+def test_the_sdpa_impl_keeps_no_mask():
+    """The issue's layer held 256 MiB of mask for 64 KiB of weights; SDPA never read it."""
+    layer = MultiHeadAttention(64, 64, 8192, 0.0, 4, impl="sdpa")
+    assert layer.mask is None
+    assert list(layer.buffers()) == []
+    manual = MultiHeadAttention(64, 64, 16, 0.0, 4)
+    assert manual.mask is not None
+    assert manual.mask.shape == (16, 16)
+    assert "mask" not in manual.state_dict()
+
+
+def test_old_checkpoints_load_into_either_impl_at_any_context_length(batch):
+    torch.manual_seed(123)
+    layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
+    saved = _saved_with_the_mask(layer)
+    assert "mask" in saved
+    for impl in ("manual", "sdpa"):
+        for context_length in (6, 10):
+            target = MultiHeadAttention(3, 4, context_length, 0.0, num_heads=2, impl=impl)
+            target.load_state_dict(saved)  # strict: the stale "mask" entry is dropped
+            assert torch.allclose(target(batch), layer(batch), atol=1e-6)
+
+
+def test_an_sdpa_layer_builds_the_causal_mask_where_one_is_read(batch):
+    """With a padding mask, or switched to the manual path, it gives the manual layer's output."""
+    torch.manual_seed(4)
+    manual = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
+    fast = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl="sdpa")
+    fast.load_state_dict(manual.state_dict())
+    padding = torch.zeros(2, 6, dtype=torch.bool)
+    padding[1, :2] = True
+    expected = manual(batch, padding_mask=padding)
+    assert torch.allclose(fast(batch, padding_mask=padding), expected, atol=1e-6)
+    fast.impl = "manual"
+    assert fast.mask is None
+    assert torch.allclose(fast(batch, padding_mask=padding), expected, atol=1e-6)
+    assert torch.allclose(fast(batch), manual(batch), atol=1e-6)

@@ -229,7 +229,8 @@ def test_state_dict_round_trip(make, batch):
 
 def test_mask_is_a_buffer_not_a_parameter():
     layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
-    assert "mask" in layer.state_dict()
+    assert "mask" in dict(layer.named_buffers())
+    assert "mask" not in layer.state_dict()  # persistent=False: rebuilt from context_length
     assert all(name != "mask" for name, _ in layer.named_parameters())
     assert not layer.mask.requires_grad
 
@@ -246,6 +247,45 @@ def test_other_dtypes(dtype, batch):
         assert out.dtype == dtype
         tolerance = 1e-6 if dtype == torch.float64 else 3e-2
         assert torch.allclose(out.float(), expected, atol=tolerance)
+
+
+def _sdpa_of(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One head's output from F.scaled_dot_product_attention on the layer's projections."""
+    if isinstance(layer, SelfAttentionV1):
+        q, k, v = x @ layer.W_query, x @ layer.W_key, x @ layer.W_value  # 3 x (B, T, d_out)
+    else:
+        q, k, v = layer.W_query(x), layer.W_key(x), layer.W_value(x)  # 3 x (B, T, d_out)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=isinstance(layer, CausalAttention))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_layer_in_half_types_equals_pytorchs_attention(dtype):
+    """Within two units in the last place of the dtype at the largest output.
+
+    Each layer, converted to float16 or bfloat16, against PyTorch's own attention
+    in the same dtype on the same weights: F.scaled_dot_product_attention for
+    the single heads, nn.MultiheadAttention for the multi-head layer. The book's
+    layers round the scores and the weights to the dtype, PyTorch's kernels keep
+    them in float32: each rounding may add half a unit (measured: at most 0.72).
+    """
+    x = random_tensor(0, 2, 6, 4).to(dtype)
+    torch.manual_seed(0)
+    singles = [SelfAttentionV1(4, 3), SelfAttentionV2(4, 3, qkv_bias=True)]
+    singles.append(CausalAttention(4, 3, 6, 0.0, qkv_bias=True))
+    wrapper = MultiHeadAttentionWrapper(4, 3, 6, 0.0, num_heads=2)
+    pairs = [(layer.to(dtype)(x), _sdpa_of(layer, x)) for layer in singles]
+    wrapper = wrapper.to(dtype)
+    pairs.append((wrapper(x), torch.cat([_sdpa_of(head, x) for head in wrapper.heads], dim=-1)))
+    for impl in ("manual", "sdpa"):
+        mha = _mha(0, 4, 2, 2, 6, impl=impl)
+        expected, _ = _copy_into_torch_mha(mha).to(dtype)(
+            x, x, x, attn_mask=causal_mask(6), need_weights=False
+        )
+        pairs.append((mha.to(dtype)(x), expected))
+    for ours, theirs in pairs:
+        assert ours.dtype == theirs.dtype == dtype
+        unit = torch.finfo(dtype).eps * theirs.abs().max().item()
+        torch.testing.assert_close(ours, theirs, atol=2 * unit, rtol=0)
 
 
 def test_gradcheck_in_float64():

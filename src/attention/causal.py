@@ -3,9 +3,13 @@
 New relative to :class:`attention.SelfAttentionV2`:
 
 * a **causal mask**: token i may not attend to any token j > i. The mask is
-  a buffer (``register_buffer``): it follows ``.to(device)``, is saved in
-  ``state_dict`` and is never trained. Scores above the diagonal become
-  ``-inf`` before the softmax, so their weights are exactly 0.
+  a buffer (``register_buffer``): it follows ``.to(device)`` and is never
+  trained. Scores above the diagonal become ``-inf`` before the softmax, so
+  their weights are exactly 0. It is registered with ``persistent=False``,
+  so ``state_dict`` leaves it out: it is rebuilt from ``context_length``,
+  and a checkpoint without it stays small and loads into a layer of any
+  ``context_length``. Checkpoints saved while it was persistent still load;
+  their ``"mask"`` entry is ignored.
 * **dropout** on the attention weights during training (never in eval mode).
 * **batches**: the input is (B, T, d_in), so keys are transposed with
   ``keys.transpose(1, 2)`` rather than ``.T``.
@@ -13,25 +17,26 @@ New relative to :class:`attention.SelfAttentionV2`:
 
 from __future__ import annotations
 
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor, nn
 
 from attention import _checks
-from attention.functional import masked_softmax
+from attention.functional import causal_mask, masked_softmax
 
 _LAYOUT = "(B, T, d_in)"
 
 
 def blocked_positions(
-    mask: Tensor, num_tokens: int, padding_mask: Tensor | None, x: Tensor
+    mask: Tensor | None, num_tokens: int, padding_mask: Tensor | None, x: Tensor
 ) -> Tensor:
     """Combine a layer's causal-mask buffer with an optional key padding mask.
 
     Args:
         mask: The layer's (context_length, context_length) buffer, 1 above the
-            diagonal.
+            diagonal, or ``None`` for a layer that keeps no buffer (the causal
+            mask is then built for these T tokens).
         num_tokens: T, the current number of tokens (the buffer is sliced to it).
         padding_mask: (B, T) bool, ``True`` where a token is padding, or ``None``.
         x: The layer's input, (B, T, d_in), for the batch size and device.
@@ -39,11 +44,25 @@ def blocked_positions(
     Returns:
         Boolean mask, ``True`` = blocked: (T, T) without padding, else (B, T, T).
     """
-    causal = mask.bool()[:num_tokens, :num_tokens]  # (T, T)
+    if mask is None:
+        causal = causal_mask(num_tokens, device=x.device)  # (T, T)
+    else:
+        causal = mask.bool()[:num_tokens, :num_tokens]  # (T, T)
     if padding_mask is None:
         return causal
     pad = _checks.padding_mask("padding_mask", padding_mask, x.shape[0], num_tokens, x.device)
     return causal | pad[:, None, :]  # (T, T) | (B, 1, T) -> (B, T, T)
+
+
+def _ignore_saved_mask(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: object
+) -> None:
+    """Load hook: drop the ``mask`` entry of checkpoints saved while it was persistent.
+
+    The layer builds its own mask from ``context_length``; the saved copy may
+    even have another size.
+    """
+    state_dict.pop(prefix + "mask", None)
 
 
 class CausalAttention(nn.Module):
@@ -65,7 +84,8 @@ class CausalAttention(nn.Module):
         W_key: Likewise, created after ``W_query``.
         W_value: Likewise, created after ``W_key``.
         dropout: The ``nn.Dropout`` applied to the weights.
-        mask: Buffer (context_length, context_length), 1.0 above the diagonal.
+        mask: Buffer (context_length, context_length), 1.0 above the diagonal;
+            not saved in ``state_dict`` (``persistent=False``).
 
     Example:
         >>> import torch
@@ -92,8 +112,11 @@ class CausalAttention(nn.Module):
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.dropout = nn.Dropout(p)  # new
         self.register_buffer(  # new
-            "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)
+            "mask",
+            torch.triu(torch.ones(context_length, context_length), diagonal=1),
+            persistent=False,  # rebuilt from context_length, so never saved
         )
+        self.register_load_state_dict_pre_hook(_ignore_saved_mask)  # type: ignore[no-untyped-call]
 
     @overload
     def forward(

@@ -6,9 +6,11 @@ for every head. :func:`flash_attention` computes the same numbers block by
 block, in the manner of FlashAttention (Dao et al., 2022): it visits the keys
 and values one block at a time and keeps, for every query row, a running
 maximum and a running sum of exponentials, so that it never holds more than
-one (block, block) tile of scores. Its memory grows linearly with T instead
-of with T squared. It is written in plain PyTorch, so it is slower than a
-fused kernel, but autograd flows through it.
+one (block, block) tile of scores. Its backward pass, a
+``torch.autograd.Function``, recomputes each tile from one number per query
+row saved by the forward pass, so forward and backward together hold memory
+that grows linearly with T instead of with T squared. It is written in plain
+PyTorch, so it is slower than a fused kernel.
 
 Causal masking is aligned at the bottom right: with T_q queries and T_k keys
 (T_q <= T_k, as for the new tokens of a generation step with a KV cache),
@@ -19,6 +21,8 @@ query i is the token at position ``T_k - T_q + i`` and may see keys
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -67,21 +71,32 @@ def flash_attention(
 ) -> Tensor:
     """Tiled attention with an online softmax: equal to :func:`reference_attention`.
 
-    For each block of queries, loop over blocks of keys and values, keeping per
-    query row a running maximum ``m``, a running sum ``l`` of ``exp(s - m)`` and
-    an accumulator ``acc`` of ``exp(s - m) V``. When a new block raises the
-    maximum to ``m'``, the old sum and accumulator are rescaled by
-    ``exp(m - m')``; at the end ``acc / l`` is ``softmax(Q K^T / sqrt(D)) V``.
-    With ``causal``, key blocks wholly after a query block are skipped and the
-    block that straddles the diagonal is masked. It also equals
+    ``softmax(Q K^T / sqrt(D) + M) V``, computed one (block_size, block_size)
+    tile of scores at a time. For each block of queries, loop over blocks of
+    keys and values, keeping per query row a running maximum ``m``, a running
+    sum ``l`` of ``exp(s - m)`` and an accumulator ``acc`` of
+    ``exp(s - m) V``. When a new block raises the maximum to ``m'``, the old
+    sum and accumulator are rescaled by ``exp(m - m')``; at the end
+    ``acc / l`` is the softmax-weighted sum of the values. With ``causal``,
+    key blocks wholly after a query block are skipped and the block that
+    straddles the diagonal is masked. It also equals
     ``F.scaled_dot_product_attention`` (``is_causal=True`` when T_q = T_k).
 
-    Two shortcuts change no result. The exponentials are powers of 2:
-    ``exp(x) = 2 ** (x log2(e))``, so ``log2(e)`` joins the ``1 / sqrt(D)``
-    scale of the queries and ``exp2`` (several times cheaper than ``exp`` on a
-    CPU) does the rest. And the running maximum, which only keeps the powers
-    in range and cancels in ``acc / l``, is taken without a gradient, so the
-    tile of scores can turn into its exponentials in place.
+    The backward pass does not store the tiles either, as in FlashAttention:
+    autograd keeps ``q``, ``k``, ``v``, the output and one number per query
+    row, the log-sum-exp ``L = m + log(l)``, and the backward pass recomputes
+    each tile of weights as ``exp(s - L)``. Forward and backward together
+    therefore hold memory linear in T, plus a few tiles.
+
+    Where it differs from ``F.scaled_dot_product_attention``: the causal
+    mask is aligned at the bottom right (the two agree when T_q = T_k); there
+    is no ``attn_mask``, ``dropout_p`` or ``scale``; and the backward pass
+    cannot itself be differentiated, like those of SDPA's fused kernels and
+    unlike its math fallback. Running it with ``create_graph=True`` raises
+    ``RuntimeError`` at once (SDPA's kernels raise later, when the second
+    derivative is taken). As in SDPA's CPU kernels, float16 and bfloat16
+    inputs are accumulated in float32 and the output is rounded to the
+    input's dtype once; float64 stays float64.
 
     Args:
         q: Queries, shape (B, H, T_q, D).
@@ -94,7 +109,7 @@ def flash_attention(
             are (B, H, block_size, block_size). Default: 256.
 
     Returns:
-        Context vectors, shape (B, H, T_q, D_v).
+        Context vectors, shape (B, H, T_q, D_v), in the dtype of ``q``.
 
     Example:
         >>> import torch
@@ -106,38 +121,154 @@ def flash_attention(
     """
     q, k, v = _check_qkv(q, k, v, causal)
     block = _checks.positive_int("block_size", block_size)
+    out: Tensor = _FlashAttention.apply(q, k, v, causal, block)  # type: ignore[no-untyped-call]
+    return out
+
+
+class _FlashAttention(torch.autograd.Function):
+    """Autograd for :func:`flash_attention`: saves the log-sum-exp, not the tiles."""
+
+    @staticmethod
+    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, causal: bool, block: int) -> Tensor:
+        out, lse = _forward_tiles(q, k, v, causal, block)  # (B, H, T_q, D_v), (B, H, T_q, 1)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.causal, ctx.block = causal, block
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
+        if torch.is_grad_enabled():  # autograd.grad(..., create_graph=True) asked for it
+            raise RuntimeError(
+                "flash_attention has no second derivatives: its backward pass cannot run "
+                "with create_graph=True; use reference_attention for higher-order gradients"
+            )
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = _backward_tiles(q, k, v, out, lse, grad_out, ctx.causal, ctx.block)
+        return dq, dk, dv, None, None  # no gradients for causal and block
+
+
+def _forward_tiles(
+    q: Tensor, k: Tensor, v: Tensor, causal: bool, block: int
+) -> tuple[Tensor, Tensor]:
+    """The forward loop of :func:`flash_attention`; also returns the log-sum-exp.
+
+    Two shortcuts change no result. The exponentials are powers of 2:
+    ``exp(x) = 2 ** (x log2(e))``, so ``log2(e)`` joins the ``1 / sqrt(D)``
+    scale of the queries and ``exp2`` (several times cheaper than ``exp`` on a
+    CPU) does the rest; the log-sum-exp comes out in base 2 as well. And no
+    autograd runs here, so each tile of scores turns into its exponentials in
+    place.
+
+    Returns:
+        The context vectors (B, H, T_q, D_v) in the dtype of ``q``, and the
+        base-2 log-sum-exp of each query row's scaled scores, (B, H, T_q, 1),
+        in the accumulation dtype.
+    """
+    work = _accumulation_dtype(q.dtype)  # float32 for float16 and bfloat16
     t_q, t_k = q.shape[-2], k.shape[-2]
     offset = t_k - t_q  # query i sits at key position i + offset
-    q = q * (_LOG2_E / math.sqrt(q.shape[-1]))  # (B, H, T_q, D), scaled once, base 2
-    # Key j0 + c comes after query i0 + r exactly when c - r > i0 + offset - j0.
-    rows = torch.arange(min(block, t_q), device=q.device)  # (b_q,)
-    cols = torch.arange(min(block, t_k), device=q.device)  # (b_k,)
-    col_minus_row = cols[None, :] - rows[:, None]  # (b_q, b_k), one tile's worth
+    qs = q.to(work) * (_LOG2_E / math.sqrt(q.shape[-1]))  # (B, H, T_q, D), scaled once, base 2
+    k, v = k.to(work), v.to(work)  # (B, H, T_k, D), (B, H, T_k, D_v)
     out = q.new_empty((*q.shape[:-1], v.shape[-1]))  # (B, H, T_q, D_v)
+    lse = qs.new_empty((*q.shape[:-1], 1))  # (B, H, T_q, 1)
     for i0 in range(0, t_q, block):
         i1 = min(i0 + block, t_q)
-        q_blk = q[..., i0:i1, :]  # (B, H, b_q, D)
-        # With causal masking, the last query of this block sees keys up to i1 - 1 + offset.
-        k_end = min(t_k, i1 + offset) if causal else t_k
-        row_max = q.new_full((*q_blk.shape[:-1], 1), -torch.inf)  # (B, H, b_q, 1)
-        row_sum = q.new_zeros((*q_blk.shape[:-1], 1))  # (B, H, b_q, 1)
-        acc = q.new_zeros((*q_blk.shape[:-1], v.shape[-1]))  # (B, H, b_q, D_v)
-        for j0 in range(0, k_end, block):
-            j1 = min(j0 + block, k_end)
+        q_blk = qs[..., i0:i1, :]  # (B, H, b_q, D)
+        row_max = qs.new_full((*q_blk.shape[:-1], 1), -torch.inf)  # (B, H, b_q, 1)
+        row_sum = qs.new_zeros((*q_blk.shape[:-1], 1))  # (B, H, b_q, 1)
+        acc = qs.new_zeros((*q_blk.shape[:-1], v.shape[-1]))  # (B, H, b_q, D_v)
+        for j0, j1 in _key_blocks(i0, i1, t_k, offset, causal, block):
             s = q_blk @ k[..., j0:j1, :].transpose(-2, -1)  # (B,H,b_q,D) @ (B,H,D,b_k)
             if causal and j1 - 1 > i0 + offset:  # the tile straddles the diagonal
-                blocked = col_minus_row[: i1 - i0, : j1 - j0] > i0 + offset - j0  # (b_q, b_k)
-                # One (b_q, b_k) tile of 0 and -inf added to every head: much faster
-                # than masked_fill_ with the mask broadcast over the heads.
-                s += torch.zeros_like(blocked, dtype=s.dtype).masked_fill_(blocked, -torch.inf)
-            new_max = torch.maximum(row_max, s.detach().amax(dim=-1, keepdim=True))  # (B,H,b_q,1)
+                s += _diagonal_tile(i0, i1, j0, j1, offset, s.dtype, s.device)  # (b_q, b_k)
+            new_max = torch.maximum(row_max, s.amax(dim=-1, keepdim=True))  # (B, H, b_q, 1)
             rescale = torch.exp2(row_max - new_max)  # (B, H, b_q, 1); 0 on the first tile
             p = s.sub_(new_max).exp2_()  # (B, H, b_q, b_k), in place of the scores
             row_sum = row_sum * rescale + p.sum(dim=-1, keepdim=True)  # (B, H, b_q, 1)
             acc = acc * rescale + p @ v[..., j0:j1, :]  # (B,H,b_q,b_k) @ (B,H,b_k,D_v)
             row_max = new_max
-        out[..., i0:i1, :] = acc / row_sum  # (B, H, b_q, D_v)
-    return out
+        out[..., i0:i1, :] = acc / row_sum  # (B, H, b_q, D_v), rounded to q's dtype
+        lse[..., i0:i1, :] = row_max + torch.log2(row_sum)  # (B, H, b_q, 1)
+    return out, lse
+
+
+def _backward_tiles(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    grad_out: Tensor,
+    causal: bool,
+    block: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The backward loop of :func:`flash_attention`: gradients from recomputed tiles.
+
+    With ``P = softmax(S)`` for ``S = Q K^T / sqrt(D)`` and the output's
+    gradient ``dO``: ``dV = P^T dO``, ``dP = dO V^T``, ``dS = P * (dP - d)``
+    with ``d = rowsum(dO * O)`` (which equals ``rowsum(P * dP)``), then
+    ``dQ = dS K / sqrt(D)`` and ``dK = dS^T Q / sqrt(D)``. Each tile of ``P`` is
+    rebuilt from the saved log-sum-exp as ``2 ** (s - L)``, already normalised,
+    so no running statistics are needed; ``dQ`` is summed over key tiles and
+    ``dK``, ``dV`` over query tiles, in the accumulation dtype.
+
+    Returns:
+        The gradients of ``q``, ``k`` and ``v``, each in its input's shape
+        and dtype.
+    """
+    work = _accumulation_dtype(q.dtype)
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    offset = t_k - t_q
+    scale = 1 / math.sqrt(q.shape[-1])
+    qf, kf, vf = q.to(work), k.to(work), v.to(work)  # no copies when q is float32
+    qs = qf * (scale * _LOG2_E)  # (B, H, T_q, D), the forward pass's base-2 scaling
+    d_out = grad_out.to(work)  # (B, H, T_q, D_v)
+    delta = (d_out * out.to(work)).sum(dim=-1, keepdim=True)  # (B, H, T_q, 1)
+    dq = torch.zeros_like(qf)  # (B, H, T_q, D)
+    dk = torch.zeros_like(kf)  # (B, H, T_k, D)
+    dv = torch.zeros_like(vf)  # (B, H, T_k, D_v)
+    for i0 in range(0, t_q, block):
+        i1 = min(i0 + block, t_q)
+        do_blk = d_out[..., i0:i1, :]  # (B, H, b_q, D_v)
+        for j0, j1 in _key_blocks(i0, i1, t_k, offset, causal, block):
+            k_blk = kf[..., j0:j1, :]  # (B, H, b_k, D)
+            s = qs[..., i0:i1, :] @ k_blk.transpose(-2, -1)  # (B,H,b_q,D) @ (B,H,D,b_k)
+            if causal and j1 - 1 > i0 + offset:
+                s += _diagonal_tile(i0, i1, j0, j1, offset, s.dtype, s.device)  # (b_q, b_k)
+            p = s.sub_(lse[..., i0:i1, :]).exp2_()  # (B, H, b_q, b_k), the weights
+            dv[..., j0:j1, :] += p.transpose(-2, -1) @ do_blk  # (B,H,b_k,b_q) @ (B,H,b_q,D_v)
+            dp = do_blk @ vf[..., j0:j1, :].transpose(-2, -1)  # (B,H,b_q,D_v) @ (B,H,D_v,b_k)
+            ds = p.mul_(dp.sub_(delta[..., i0:i1, :]))  # (B, H, b_q, b_k), in place of p
+            dq[..., i0:i1, :] += ds @ k_blk  # (B,H,b_q,b_k) @ (B,H,b_k,D)
+            dk[..., j0:j1, :] += ds.transpose(-2, -1) @ qf[..., i0:i1, :]  # (B,H,b_k,b_q) @ (.., D)
+    return dq.mul_(scale).to(q.dtype), dk.mul_(scale).to(k.dtype), dv.to(v.dtype)
+
+
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for float16 and bfloat16 (and float32); float64 stays float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _key_blocks(
+    i0: int, i1: int, t_k: int, offset: int, causal: bool, block: int
+) -> Iterator[tuple[int, int]]:
+    """The key blocks (j0, j1) that queries i0..i1 see: all, or up to the diagonal."""
+    # With causal masking, the last query of the block sees keys up to i1 - 1 + offset.
+    k_end = min(t_k, i1 + offset) if causal else t_k
+    for j0 in range(0, k_end, block):
+        yield j0, min(j0 + block, k_end)
+
+
+def _diagonal_tile(
+    i0: int, i1: int, j0: int, j1: int, offset: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """The causal mask of one tile that straddles the diagonal, as 0 and -inf to add.
+
+    One (b_q, b_k) tile added to every head: much faster than ``masked_fill_``
+    with a boolean mask broadcast over the heads.
+    """
+    blocked = _blocked(i0, i1, j0, j1, offset, device)  # (b_q, b_k), True = blocked
+    return torch.zeros(blocked.shape, dtype=dtype, device=device).masked_fill_(blocked, -torch.inf)
 
 
 def _blocked(i0: int, i1: int, j0: int, j1: int, offset: int, device: torch.device) -> Tensor:

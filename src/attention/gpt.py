@@ -32,6 +32,7 @@ from attention.kv_cache import KVCache, LayerKV, cached_attention
 from attention.multihead import MultiHeadAttention
 
 _GPT_LAYOUT = "(B, T) token ids"
+_HALF_TYPES = (torch.float16, torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ class LayerNorm(nn.Module):
 
     ``scale * (x - mean) / sqrt(var + eps) + shift``, with the mean and the
     *biased* variance (divide by C, not C - 1) taken over the last dimension.
+    Equals ``nn.LayerNorm(C, eps)`` with ``weight = scale`` and
+    ``bias = shift``. As there, float16 and bfloat16 inputs are normalised in
+    float32 and the result is rounded to the input's dtype once: in float16
+    the variance of values near 400 would already overflow to ``inf``.
 
     Args:
         emb_dim: C, the width of each token's vector.
@@ -130,14 +135,20 @@ class LayerNorm(nn.Module):
             x: Tensor of shape (..., C).
 
         Returns:
-            Tensor of the same shape.
+            Tensor of the same shape, in the dtype of ``x`` and the parameters
+            (float32 if one of them is float32 and the other a half type).
         """
         x = _checks.floating("x", x, ranks=range(1, 8), layout="(..., C)")
         _checks.last_dim("x", x, self.emb_dim, "emb_dim")
-        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
-        var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
-        norm_x = (x - mean) / torch.sqrt(var + self.eps)  # (..., C)
-        return self.scale * norm_x + self.shift
+        # In float16 a variance of 400^2 already overflows (the largest float16
+        # is 65504), so half types are normalised in float32, as nn.LayerNorm
+        # does, and rounded back once at the end.
+        wide = x.float() if x.dtype in _HALF_TYPES else x  # (..., C)
+        mean = wide.mean(dim=-1, keepdim=True)  # (..., 1)
+        var = wide.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
+        norm_x = (wide - mean) / torch.sqrt(var + self.eps)  # (..., C)
+        out = self.scale * norm_x + self.shift  # (..., C)
+        return out.to(torch.promote_types(x.dtype, self.scale.dtype))
 
 
 class GELU(nn.Module):
@@ -145,7 +156,8 @@ class GELU(nn.Module):
 
     ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``, a smooth ReLU that
     lets small negative inputs through; equals
-    ``F.gelu(x, approximate="tanh")``.
+    ``F.gelu(x, approximate="tanh")``, which computes float16 and bfloat16
+    inputs in float32 and rounds the result once; so does this class.
 
     Example:
         >>> GELU()(torch.tensor([-1.0, 0.0, 1.0])).round(decimals=4)
@@ -162,8 +174,12 @@ class GELU(nn.Module):
             Tensor of the same shape.
         """
         x = _checks.floating("x", x, ranks=range(8), layout="any shape")
-        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3))
-        return 0.5 * x * (1 + torch.tanh(inner))
+        # Half types in float32, rounded once at the end, as F.gelu does: in
+        # float16, 1 + tanh(...) cancels to 0 for x below about -4, and x^3
+        # overflows above 40.
+        wide = x.float() if x.dtype in _HALF_TYPES else x
+        inner = math.sqrt(2.0 / math.pi) * (wide + 0.044715 * torch.pow(wide, 3))
+        return (0.5 * wide * (1 + torch.tanh(inner))).to(x.dtype)
 
 
 class FeedForward(nn.Module):

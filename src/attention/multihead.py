@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attention import _checks
-from attention.causal import CausalAttention, blocked_positions
+from attention.causal import CausalAttention, _ignore_saved_mask, blocked_positions
 from attention.functional import masked_softmax
 
 _LAYOUT = "(B, T, d_in)"
@@ -122,7 +122,8 @@ class MultiHeadAttention(nn.Module):
         impl: ``"manual"`` (default) for the book's readable forward,
             ``"sdpa"`` for ``F.scaled_dot_product_attention``. Both give the same
             numbers (to float rounding) with dropout off; with dropout on they
-            draw different random masks.
+            draw different random masks. With ``"sdpa"`` the layer keeps no
+            mask buffer: the kernel applies the causal mask itself.
 
     Attributes:
         W_query: ``nn.Linear(d_in, d_out)``, all heads' queries at once.
@@ -130,7 +131,16 @@ class MultiHeadAttention(nn.Module):
         W_value: Likewise for values, created after ``W_key``.
         out_proj: ``nn.Linear(d_out, d_out)`` with bias, mixing the heads.
         dropout: The ``nn.Dropout`` on the weights.
-        mask: Buffer (context_length, context_length), 1.0 above the diagonal.
+        mask: Buffer (context_length, context_length), 1.0 above the diagonal,
+            not saved in ``state_dict`` (``persistent=False``); ``None`` when
+            built with ``impl="sdpa"``, which never reads it (the causal mask
+            is then built per call where one is needed: with a
+            ``padding_mask``, or after switching ``impl`` to ``"manual"``).
+
+    Unlike ``nn.MultiheadAttention``, which takes every mask as an argument of
+    each call, the book's layer is always causal and keeps its mask as a
+    buffer, as chapter 5 teaches; checkpoints saved while that buffer was
+    persistent still load (their ``"mask"`` entry is ignored).
 
     Example:
         >>> import torch
@@ -141,7 +151,7 @@ class MultiHeadAttention(nn.Module):
         torch.Size([2, 6, 2])
     """
 
-    mask: Tensor
+    mask: Tensor | None
 
     def __init__(
         self,
@@ -175,9 +185,11 @@ class MultiHeadAttention(nn.Module):
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)
         self.dropout = nn.Dropout(p)
-        self.register_buffer(
-            "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)
-        )
+        mask = None  # (context_length, context_length) floats, built only where read
+        if impl == "manual":
+            mask = torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        self.register_buffer("mask", mask, persistent=False)
+        self.register_load_state_dict_pre_hook(_ignore_saved_mask)  # type: ignore[no-untyped-call]
 
     @overload
     def forward(
