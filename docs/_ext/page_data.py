@@ -2,8 +2,9 @@
 
 The execution cache keys a notebook on its code cells alone, so a page whose
 cells read a file (the benchmarks appendix plots
-``benchmarks/results/*.json``) would keep showing the old file's numbers. Naming the whole cache after the files would
-re-execute every chapter instead. This extension does neither: for each page
+``benchmarks/results/*.json``) would keep showing the old file's numbers.
+Naming the whole cache after the files would re-execute every chapter
+instead. This extension does neither: for each page
 listed in ``page_data`` (docname -> paths relative to the configuration
 directory) it
 
