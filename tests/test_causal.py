@@ -92,7 +92,7 @@ def test_modules_created_in_the_books_order():
         "dropout",
     ]
     assert [name for name, _ in layer.named_buffers()] == ["mask"]
-    assert torch.equal(layer.mask, torch.triu(torch.ones(6, 6), diagonal=1))
+    assert torch.equal(layer.mask, torch.triu(torch.ones(6, 6), diagonal=1))  # exact: 0s and 1s
 
 
 def test_shorter_sequences_use_a_slice_of_the_mask(batch):
@@ -122,7 +122,7 @@ def test_the_mask_is_not_saved_but_old_checkpoints_load_at_any_context_length(ba
         target = CausalAttention(3, 2, context_length, 0.0)
         target.load_state_dict(saved)  # strict: the stale "mask" entry is dropped
         expected = torch.triu(torch.ones(context_length, context_length), diagonal=1)
-        assert torch.equal(target.mask, expected)
+        assert torch.equal(target.mask, expected)  # exact: zeros and ones
         tokens = min(context_length, 6)
         # exact: the same weights and the same operations on the same tokens
         assert torch.equal(target(batch[:, :tokens]), layer(batch[:, :tokens]))
@@ -137,14 +137,14 @@ def test_why_not_zero(inputs):
     mask = causal_mask(6)
     with_zero = torch.softmax(scores.masked_fill(mask, 0.0), dim=-1)
     assert (with_zero.masked_select(mask) > 0).all()
-    assert (masked_softmax(scores, mask).masked_select(mask) == 0).all()
+    assert (masked_softmax(scores, mask).masked_select(mask) == 0).all()  # exact: exp(-inf) = 0
 
 
 def test_fully_masked_row_is_zero_not_nan():
     scores = torch.rand(3, 3)
     blocked = torch.tensor([[True, True, True], [False, True, True], [False, False, False]])
     weights = masked_softmax(scores, blocked)
-    assert torch.equal(weights[0], torch.zeros(3))
+    assert torch.equal(weights[0], torch.zeros(3))  # exact: a fully blocked row is filled with 0
     assert not weights.isnan().any()
     plain = torch.softmax(scores.masked_fill(blocked, -torch.inf), dim=-1)
     assert plain[0].isnan().all()  # what the masked softmax protects against

@@ -55,12 +55,16 @@ def test_eval_mode_is_the_identity_for_every_placement(seed, t, d, p):
         causal = dropout_attention(
             q, k, v, p=0.0, placement=placement, training=False, blocked=causal_mask(t)
         )
+        # exact: in eval mode every placement returns its input, so both calls run
+        # the same operations on the same numbers
         assert torch.equal(out[0], causal[0])
         assert torch.equal(out[1], causal[1])
     unmasked = dropout_attention(q, k, v, p=p, placement="scores", training=False)
+    # exact: an all-False mask only copies the scores; then the same softmax and product
     assert torch.equal(unmasked[0], reference[0])
     x = random_tensor(seed, t, d)
     assert inverted_dropout(x, p, training=False) is x
+    # exact: booleans
     assert torch.equal(drop_scores(causal_mask(t), p, training=False), causal_mask(t))
 
 
@@ -70,6 +74,7 @@ def test_p_zero_changes_nothing_even_in_training(seed, t, d, p):
     for placement in PLACEMENTS:
         trained = dropout_attention(q, k, v, p=0.0, placement=placement, training=True)
         evaluated = dropout_attention(q, k, v, p=p, placement=placement, training=False)
+        # exact: p = 0 returns the input untouched, so both run the same operations
         assert torch.equal(trained[0], evaluated[0])
         assert torch.equal(trained[1], evaluated[1])
 
@@ -82,8 +87,9 @@ def test_weights_placement_keeps_zero_or_scaled_weights(seed, t, d, p):
     context, dropped = dropout_attention(
         q, k, v, p=p, placement="weights", training=True, blocked=blocked, generator=_gen(seed)
     )
-    zero = dropped == 0
-    assert torch.allclose(dropped[~zero], clean[~zero] / (1 - p))
+    zero = dropped == 0  # exact: a dropped weight is 0 * w = 0
+    # Relative: the survivors are scaled by up to 1 / (1 - 0.95) = 20.
+    assert torch.allclose(dropped[~zero], clean[~zero] / (1 - p), rtol=1e-6, atol=0)
     assert torch.allclose(context, dropped @ v, atol=1e-6)
 
 
@@ -94,9 +100,9 @@ def test_context_placement_keeps_zero_or_scaled_context(seed, t, d, p):
     dropped, same = dropout_attention(
         q, k, v, p=p, placement="context", training=True, generator=_gen(seed)
     )
-    assert torch.equal(same, weights)  # the weights are untouched
-    zero = dropped == 0
-    assert torch.allclose(dropped[~zero], clean[~zero] / (1 - p))
+    assert torch.equal(same, weights)  # exact: the weights are untouched, same operations
+    zero = dropped == 0  # exact: a dropped entry is 0 * x = 0
+    assert torch.allclose(dropped[~zero], clean[~zero] / (1 - p), rtol=1e-6, atol=0)
 
 
 @given(seed=seeds, t=tokens, d=widths, p=st.floats(0.0, 0.99))
@@ -110,7 +116,7 @@ def test_scores_placement_keeps_rows_summing_to_one(seed, t, d, p):
         assert not context.isnan().any()
         assert torch.allclose(weights.sum(dim=-1), torch.ones(2, t), atol=1e-5)
         if blocked is not None:
-            assert (weights.masked_select(blocked) == 0).all()  # the mask still holds
+            assert (weights.masked_select(blocked) == 0).all()  # exact: exp(-inf) = 0
 
 
 def test_scores_placement_never_empties_a_row():
@@ -118,15 +124,17 @@ def test_scores_placement_never_empties_a_row():
     scores = random_tensor(0, 200, 6, 6)
     blocked = drop_scores(causal_mask(6).expand(200, 6, 6), 0.99, training=True, generator=_gen(1))
     weights = masked_softmax(scores, blocked)
-    assert torch.allclose(weights.sum(dim=-1), torch.ones(200, 6))
+    assert torch.allclose(weights.sum(dim=-1), torch.ones(200, 6), atol=1e-6, rtol=0)
     assert not blocked[:, 0, 0].any()  # the first token's only key is never dropped
-    assert torch.equal(blocked.sum(dim=-1).unique(), torch.arange(6))  # fallback: causal row
+    # exact: integer counts. The fallback is the causal row.
+    assert torch.equal(blocked.sum(dim=-1).unique(), torch.arange(6))
 
 
 def test_a_row_the_mask_blocks_entirely_stays_blocked():
     blocked = torch.tensor([[True, True], [False, True]])
     dropped = drop_scores(blocked, 0.5, training=True, generator=_gen(0))
     assert dropped[0].all()
+    # exact: a fully blocked row is filled with 0
     assert torch.equal(masked_softmax(torch.zeros(2, 2), dropped)[0], torch.zeros(2))
 
 
@@ -145,22 +153,22 @@ def test_row_sums_average_one(p):
 def test_a_single_weight_row_sums_to_zero_or_two():
     row = torch.tensor([1.0, 0.0, 0.0])
     sums = inverted_dropout(row.expand(100, 3), 0.5, training=True, generator=_gen(0)).sum(dim=-1)
-    assert set(sums.tolist()) == {0.0, 2.0}
+    assert set(sums.tolist()) == {0.0, 2.0}  # exact: 1 / (1 - 0.5) = 2, plus zeros
 
 
 def test_keep_mask_rate_and_reproducibility():
     mask = keep_mask((100_000,), 0.2, generator=_gen(7))
     assert mask.dtype == torch.bool
     assert abs(mask.float().mean().item() - 0.8) < 0.01
-    assert torch.equal(mask, keep_mask((100_000,), 0.2, generator=_gen(7)))
-    assert not torch.equal(mask, keep_mask((100_000,), 0.2, generator=_gen(8)))
+    assert torch.equal(mask, keep_mask((100_000,), 0.2, generator=_gen(7)))  # exact: bools
+    assert not torch.equal(mask, keep_mask((100_000,), 0.2, generator=_gen(8)))  # exact: bools
 
 
 def test_generators_leave_the_global_random_state_alone():
     before = torch.get_rng_state()
     inverted_dropout(torch.ones(10), 0.5, training=True, generator=_gen(0))
     drop_scores(causal_mask(4), 0.5, training=True, generator=_gen(0))
-    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(torch.get_rng_state(), before)  # exact: the generator's state bytes
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
@@ -179,12 +187,13 @@ def test_placement_layer_in_training_uses_its_generator(placement, batch):
     torch.manual_seed(123)
     layer = PlacementAttention(3, 2, 6, 0.5, placement=placement, generator=_gen(0)).train()
     first, second = layer(batch), layer(batch)
-    assert not torch.equal(first, second)  # a fresh mask per call
+    assert not torch.equal(first, second)  # exact: a fresh mask per call changes the numbers
     layer.generator = _gen(0)
-    assert torch.equal(layer(batch), first)  # same generator state, same mask
+    # exact: the same generator state draws the same mask; then the same operations
+    assert torch.equal(layer(batch), first)
     _, weights = layer(batch, return_weights=True)
     if placement == "scores":
-        assert torch.allclose(weights.sum(dim=-1), torch.ones(2, 6))
+        assert torch.allclose(weights.sum(dim=-1), torch.ones(2, 6), atol=1e-6, rtol=0)
 
 
 def test_bad_input():

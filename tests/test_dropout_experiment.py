@@ -38,7 +38,8 @@ def test_a_tiny_training_comparison_runs_and_repeats():
         assert 0.0 <= r.train_accuracy <= 1.0
         assert 0.0 <= r.val_accuracy <= 1.0
         assert [step for step, _ in r.history] == [3, 6]
-    assert compare_placements(config) == results  # seeded: the same numbers again
+    # exact: seeded, the same operations on the same numbers again
+    assert compare_placements(config) == results
     assert results[0] != results[1]  # the dropout made a difference
 
 
@@ -48,7 +49,7 @@ def test_training_leaves_the_global_random_state_alone():
     torch.manual_seed(12345)
     before = torch.get_rng_state()
     train_toy(ToyRunConfig(train_size=4, val_size=4, steps=2, batch_size=2), "weights")
-    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(torch.get_rng_state(), before)  # exact: the generator's state bytes
 
 
 def test_bad_config():

@@ -22,6 +22,7 @@ from attention.gpt import (
     as_config,
     generate_text_simple,
 )
+from attention.kv_cache import KVCache
 from tests.conftest import random_tensor
 
 BOOK = 1e-4
@@ -109,6 +110,28 @@ def test_gpt2_small_greedy_generation_gives_the_books_14_ids(gpt2_small):
     assert out.tolist() == [BOOK_14_IDS]
 
 
+def test_the_books_greedy_steps_are_far_from_ties(gpt2_small):
+    """Chapter 11 compares the ids of cached and plain generation exactly.
+
+    Ids are integers, but each is the argmax of logits that the two ways compute
+    differently, so they agree only if no step is a near tie. Every step's best
+    logit leads the runner-up by more than 1e-3 (8.6e-3 at the closest step when
+    this was written), while the cache moves the logits by about 2e-6.
+    """
+    ids = torch.tensor([BOOK_14_IDS])
+    prompt = len(HELLO_I_AM)
+    with torch.no_grad():
+        plain = gpt2_small(ids[:, :-1])[0, prompt - 1 :]  # (10, V): the logits of each step
+        cache = KVCache()
+        steps = [gpt2_small(ids[:, :prompt], cache=cache)[0, -1]]
+        steps += [gpt2_small(ids[:, t : t + 1], cache=cache)[0, -1] for t in range(prompt, 13)]
+    cached = torch.stack(steps)  # (10, V)
+    # Logits of size ~3 from 12 layers of float32 sums of 768 to 3,072 terms.
+    torch.testing.assert_close(cached, plain, rtol=0, atol=1e-4)
+    top2 = plain.topk(2, dim=-1).values  # (10, 2)
+    assert (top2[:, 0] - top2[:, 1]).min() > 1e-3
+
+
 def test_parameters_are_created_in_the_books_order():
     model = GPTModel({**dataclasses.asdict(TINY), "n_layers": 1})
     assert [name for name, _ in model.named_parameters()] == [
@@ -142,7 +165,7 @@ def test_a_dict_and_a_config_give_the_same_seeded_model():
     b = GPTModel(dataclasses.asdict(TINY))
     for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert na == nb
-        assert torch.equal(pa, pb)
+        assert torch.equal(pa, pb)  # exact: the same seed draws the same numbers
 
 
 # -- Layer norm ---------------------------------------------------------------
@@ -197,6 +220,7 @@ def test_layer_norm_of_a_constant_vector_is_the_shift():
     ln = LayerNorm(4)
     with torch.no_grad():
         ln.shift.fill_(0.5)
+    # exact: the mean of four 3.0s is 3.0, so (x - mean) is 0 and 0 * scale + 0.5 = 0.5
     assert torch.equal(ln(torch.full((1, 4), 3.0)), torch.full((1, 4), 0.5))
 
 
@@ -206,7 +230,7 @@ def test_layer_norm_of_a_constant_vector_is_the_shift():
 def test_gelu_is_pytorchs_tanh_gelu():
     x = torch.linspace(-6, 6, 101)
     assert torch.allclose(GELU()(x), F.gelu(x, approximate="tanh"), atol=1e-6)
-    assert GELU()(torch.tensor(0.0)) == 0
+    assert GELU()(torch.tensor(0.0)) == 0  # exact: 0.5 * 0 * (...) = 0
     assert GELU()(torch.tensor(-0.5)) < 0  # small negative inputs get through, unlike ReLU
 
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -14,6 +14,22 @@ from attention.gpt import GPTConfig, GPTModel, generate_text_simple
 from attention.kv_cache import KVCache
 
 TINY = GPTConfig(vocab_size=50, context_length=12, emb_dim=16, n_heads=4, n_layers=2)
+# The cache changes the logits by float32 rounding only (~1e-6 on these models; see
+# test_cached_forward_in_pieces_equals_the_full_forward). Greedy ids from the two
+# ways are compared exactly only where every step's best logit leads the runner-up
+# by far more than that: otherwise a near tie could go either way on another CPU.
+SAFE_MARGIN = 1e-4
+
+
+def _smallest_margin(model: GPTModel, ids: torch.Tensor, prompt: int, context_size: int) -> float:
+    """The smallest lead of the best logit over the runner-up among the steps that made ids."""
+    gaps = []
+    with torch.no_grad():
+        for t in range(prompt, ids.shape[1]):
+            logits = model(ids[:, max(0, t - context_size) : t])[:, -1]  # (B, V)
+            top2 = logits.topk(2, dim=-1).values  # (B, 2)
+            gaps.append((top2[:, 0] - top2[:, 1]).min())
+    return float(torch.stack(gaps).min())
 
 
 @settings(max_examples=10)
@@ -34,8 +50,9 @@ def test_kv_cache_gives_the_same_tokens(seed, heads, layers, prompt, batch, qkv_
     )
     plain = generate_text_simple(model, idx, 6, cfg.context_length)
     cached = generate_text_simple(model, idx, 6, cfg.context_length, use_cache=True)
-    assert torch.equal(plain, cached)
-    assert torch.equal(plain[:, :prompt], idx)
+    assume(_smallest_margin(model, plain, prompt, cfg.context_length) > SAFE_MARGIN)
+    assert torch.equal(plain, cached)  # exact: integer ids, no step near a tie
+    assert torch.equal(plain[:, :prompt], idx)  # exact: integer ids
 
 
 @pytest.mark.parametrize("context_size", [4, 7, 12])
@@ -47,7 +64,8 @@ def test_kv_cache_when_the_window_slides(context_size):
     plain = generate_text_simple(model, idx, 15, context_size)
     cached = generate_text_simple(model, idx, 15, context_size, use_cache=True)
     assert plain.shape == (1, 18)
-    assert torch.equal(plain, cached)
+    assert _smallest_margin(model, plain, 3, context_size) > SAFE_MARGIN
+    assert torch.equal(plain, cached)  # exact: integer ids, no step near a tie
 
 
 def test_cached_forward_in_pieces_equals_the_full_forward():
@@ -66,6 +84,7 @@ def test_cached_forward_in_pieces_equals_the_full_forward():
 def test_generating_zero_tokens_returns_the_input():
     model = GPTModel(TINY).eval()
     idx = torch.tensor([[1, 2]])
+    # exact: integer ids, returned as they came
     assert torch.equal(generate_text_simple(model, idx, 0, 12, use_cache=True), idx)
 
 

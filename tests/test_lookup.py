@@ -40,14 +40,15 @@ def test_colour_table_order_and_subsets():
     assert RGB.shape == (len(COLOURS), 3)
     names, rgb = colour_table(["gold", "yellow"])
     assert names == ("gold", "yellow")
-    assert torch.equal(rgb, torch.stack((GOLD, YELLOW)))
+    assert torch.equal(rgb, torch.stack((GOLD, YELLOW)))  # exact: the same hex_to_rgb, copied
 
 
 @pytest.mark.parametrize("similarity", ["distance", "dot"])
 def test_hard_lookup_weights_are_one_hot(similarity):
     weights, value = hard_lookup(RGB[0], RGB, RGB, similarity=similarity)
-    assert weights.sum() == 1
+    assert weights.sum() == 1  # exact: a one-hot vector
     assert set(weights.tolist()) == {0.0, 1.0}
+    # exact: the value is a row of the table, picked by indexing
     assert torch.equal(value, RGB[int(weights.argmax())])
 
 
@@ -63,7 +64,7 @@ def test_dot_product_lookup_prefers_long_keys():
     weights, _ = hard_lookup(GOLD, RGB, RGB, similarity="dot")
     assert NAMES[int(weights.argmax())] == "yellow"
     scores = lookup_scores(GOLD, RGB, similarity="dot")
-    assert torch.allclose(scores, RGB @ GOLD)
+    assert torch.allclose(scores, RGB @ GOLD, atol=1e-6, rtol=0)
 
 
 def test_golden_values_for_a_query_between_yellow_and_gold():
@@ -113,6 +114,8 @@ def test_temperature_to_zero_approaches_the_hard_lookup(seed):
 def test_a_tiny_temperature_gives_no_nan():
     weights, _ = soft_lookup(GOLD * 0.9, RGB, RGB, temperature=1e-30)
     assert not weights.isnan().any()
+    # exact: divided by 1e-30 the scores lie so far apart that exp underflows to 0 for all
+    # but the best, which gets exp(0) = 1
     assert torch.equal(weights, hard_lookup(GOLD * 0.9, RGB, RGB).weights)
 
 

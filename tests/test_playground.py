@@ -100,7 +100,7 @@ def test_playground_starts_at_chapter_3_and_leaves_the_rng_alone():
     before = torch.rand(3)
     torch.manual_seed(7)
     data = playground().data
-    assert torch.equal(torch.rand(3), before)
+    assert torch.equal(torch.rand(3), before)  # exact: the same seeded draw
     assert data["initial"]["mode"] == "weight-free"
     assert data["initial"]["query"] == 1
     assert data["tokens"] == list(TOKENS)

@@ -41,17 +41,18 @@ def _digits(seed: int, batch: int, length: int) -> torch.Tensor:
 def test_digit_batch_golden_values():
     source, target = digit_batch(2, 6, generator=torch.Generator().manual_seed(0))
     assert source.tolist() == [[4, 9, 3, 0, 3, 9], [7, 3, 7, 3, 1, 6]]
-    assert torch.equal(target, source)
+    assert torch.equal(target, source)  # exact: integer digits
 
 
 def test_digit_batch_is_deterministic_and_leaves_the_global_state_alone():
     state = torch.random.get_rng_state()
     first = digit_batch(4, 7, generator=torch.Generator().manual_seed(3), task="reverse")
     again = digit_batch(4, 7, generator=torch.Generator().manual_seed(3), task="reverse")
-    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(torch.random.get_rng_state(), state)  # exact: the state's bytes
+    # exact: integer digits
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     other = digit_batch(4, 7, generator=torch.Generator().manual_seed(4), task="reverse")
-    assert not torch.equal(first[0], other[0])
+    assert not torch.equal(first[0], other[0])  # exact: integer digits
 
 
 @given(seed=st.integers(0, 2**31 - 1), b=st.integers(1, 4), s=st.integers(1, 12))
@@ -60,14 +61,14 @@ def test_targets_are_the_copy_or_the_reversal(seed, b, s):
     same, reversed_ = digit_batch(
         b, s, generator=torch.Generator().manual_seed(seed), task="reverse"
     )
-    assert torch.equal(source, same)
+    assert torch.equal(source, same)  # exact: integer digits
     assert source.shape == (b, s)
     assert source.dtype == torch.int64
     assert source.min() >= 0
     assert source.max() <= 9
-    assert torch.equal(copied, source)
+    assert torch.equal(copied, source)  # exact: integer digits
     for i in range(s):
-        assert torch.equal(reversed_[:, i], source[:, s - 1 - i])
+        assert torch.equal(reversed_[:, i], source[:, s - 1 - i])  # exact: integer digits
 
 
 # -- additive attention ---------------------------------------------------------
@@ -95,6 +96,7 @@ def test_precomputed_keys_give_the_same_result():
     query, keys = random_tensor(1, 2, 3), random_tensor(2, 2, 6, 4)
     plain = attend(query, keys)
     cached = attend(query, keys, attend.W_h(keys))
+    # exact: the precomputed keys are the same W_h(keys) the layer computes itself
     assert all(torch.equal(a, b) for a, b in zip(plain, cached, strict=True))
 
 
@@ -124,7 +126,7 @@ def test_shapes_of_every_component():
     states, last = Encoder(4, 8)(source)
     assert states.shape == (3, 5, 8)
     assert last.shape == (3, 8)
-    assert torch.equal(states[:, -1], last)
+    assert torch.equal(states[:, -1], last)  # exact: the GRU returns its last state twice
     tokens = torch.full((3, 7), BOS)  # (B, T)
     logits, state, weights = Decoder(4, 8)(tokens, last, states)
     assert logits.shape == (3, 7, VOCAB_SIZE)
@@ -176,6 +178,7 @@ def test_the_plain_decoder_depends_only_on_the_last_encoder_state():
     states_a, last_a = model.encoder(a)
     states_b, _ = model.encoder(b)
     tokens = torch.tensor([[BOS, 5, 6]])
+    # exact: the plain decoder never reads the states, so both run the same operations
     assert torch.equal(
         model.decoder(tokens, last_a, states_a)[0], model.decoder(tokens, last_a, states_b)[0]
     )

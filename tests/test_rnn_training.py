@@ -18,9 +18,10 @@ def test_position_accuracy_counts_right_digits():
     model = _model(attention=True)
     source = _digits(3, 5, 4)
     answers = model(source)[0].argmax(dim=-1)
+    # exact: fractions of right digits, all or none of them
     assert torch.equal(position_accuracy(model, source, answers), torch.ones(4))
     wrong = (answers + 1) % 10
-    assert torch.equal(position_accuracy(model, source, wrong), torch.zeros(4))
+    assert torch.equal(position_accuracy(model, source, wrong), torch.zeros(4))  # exact: 0/n
 
 
 # -- training -------------------------------------------------------------------
@@ -46,7 +47,8 @@ def test_a_short_training_run_lowers_the_loss(attention):
 def test_training_is_reproducible_and_leaves_the_global_state_alone():
     state = torch.random.get_rng_state()
     first, second = _tiny_run(True, seed=5, steps=10), _tiny_run(True, seed=5, steps=10)
-    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(torch.random.get_rng_state(), state)  # exact: the state's bytes
+    # exact: seeded, the same operations on the same numbers again
     assert first.losses == second.losses
     assert first.accuracy == second.accuracy
     assert _tiny_run(True, seed=6, steps=10).losses != first.losses

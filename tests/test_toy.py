@@ -12,9 +12,10 @@ def test_inputs_are_the_books_embeddings():
     x = toy_inputs()
     assert x.shape == (6, 3)
     assert x.dtype == torch.float32
-    assert x[0].tolist() == pytest.approx([0.43, 0.15, 0.89])
-    assert x[1].tolist() == pytest.approx([0.55, 0.87, 0.66])
-    assert x[5].tolist() == pytest.approx([0.05, 0.80, 0.55])
+    # float32 holds each two-decimal number to within 3e-8.
+    assert x[0].tolist() == pytest.approx([0.43, 0.15, 0.89], rel=0, abs=1e-7)
+    assert x[1].tolist() == pytest.approx([0.55, 0.87, 0.66], rel=0, abs=1e-7)
+    assert x[5].tolist() == pytest.approx([0.05, 0.80, 0.55], rel=0, abs=1e-7)
 
 
 def test_each_call_returns_a_fresh_tensor():

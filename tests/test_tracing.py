@@ -50,6 +50,7 @@ def test_known_trace_shapes(mha, batch):
     trace = trace_multihead(mha, batch)
     assert isinstance(trace, Trace)
     assert [(s.name, s.layout, s.shape) for s in trace] == KNOWN_TRACE
+    # exact: the trace runs the layer's own operations, in the same order, on the same numbers
     assert torch.equal(trace.output, mha(batch))
 
 
@@ -75,7 +76,7 @@ def test_book_seed_123_output_through_the_trace(batch):
     assert torch.allclose(trace.output[0, 0], expected, atol=1e-4, rtol=0)
     weights = trace.step("weights").tensor
     assert weights.shape == (2, 2, 6, 6)
-    assert torch.equal(weights, layer(batch, return_weights=True)[1])
+    assert torch.equal(weights, layer(batch, return_weights=True)[1])  # exact: the same operations
 
 
 def test_step_lookup(mha, batch):
@@ -100,7 +101,7 @@ def test_trace_output_equals_the_layer(batch_size, tokens, d_in, heads, head_dim
     layer = MultiHeadAttention(d_in, heads * head_dim, 5, 0.0, heads, qkv_bias)
     x = random_tensor(seed, batch_size, tokens, d_in)
     trace = trace_multihead(layer, x)
-    assert torch.equal(trace.output, layer(x))
+    assert torch.equal(trace.output, layer(x))  # exact: the same operations in the same order
     assert trace.step("scores").shape == (batch_size, heads, tokens, tokens)
     assert trace.step("output").shape == (batch_size, tokens, heads * head_dim)
 
@@ -113,7 +114,7 @@ def test_trace_with_padding_and_sdpa(batch):
     trace = trace_multihead(layer, batch, padding_mask=padding)
     assert trace.step("blocked").layout == "(B, 1, T, T)"
     assert torch.allclose(trace.output, layer(batch, padding_mask=padding), atol=1e-6)
-    assert not torch.allclose(trace.output, trace_multihead(layer, batch).output)
+    assert not torch.allclose(trace.output, trace_multihead(layer, batch).output, atol=1e-6, rtol=0)
 
 
 def test_trace_with_dropout_draws_the_layers_mask(batch):
@@ -122,6 +123,7 @@ def test_trace_with_dropout_draws_the_layers_mask(batch):
     torch.manual_seed(7)
     traced = trace_multihead(layer, batch)
     torch.manual_seed(7)
+    # exact: the same seed draws the same dropout mask; then the same operations
     assert torch.equal(traced.output, layer(batch))
     assert "p=0.5" in traced.steps("weights")[1].code
     assert "identity" in trace_multihead(layer.eval(), batch).steps("weights")[1].code

@@ -25,16 +25,17 @@ def test_a_step_is_adam_with_clipping_and_a_cosine_schedule():
     for scale in (1.0, 1e3, 1.0, 1.0, 1e3):  # large losses: clipping matters
         returned = step(_loss(model, scale))
         loss = _loss(by_hand, scale)
-        assert returned == loss.item()
+        assert returned == loss.item()  # exact: equal parameters, the same operations
         optimizer.zero_grad()
         loss.backward()
         norm = nn.utils.clip_grad_norm_(by_hand.parameters(), max_norm=1.0)
         optimizer.step()
         schedule.step()
         for mine, theirs in zip(model.parameters(), by_hand.parameters(), strict=True):
+            # exact: the same Adam update on the same numbers
             torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
     assert norm > 1.0  # the last large loss was clipped
-    assert schedule.get_last_lr() == [0.0]  # the cosine ends at 0
+    assert schedule.get_last_lr() == [0.0]  # exact: the cosine ends at 1 + cos(pi) = 0
 
 
 def test_clipping_bounds_the_gradient_norm_seen_by_the_optimiser():

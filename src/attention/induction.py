@@ -65,7 +65,7 @@ def repeated_tokens(
     Example:
         >>> g = torch.Generator().manual_seed(0)
         >>> x = repeated_tokens(2, 4, vocab_size=10, generator=g)
-        >>> x.shape, torch.equal(x[:, :4], x[:, 4:])
+        >>> x.shape, torch.equal(x[:, :4], x[:, 4:])  # exact: integer ids
         (torch.Size([2, 8]), True)
     """
     b = _checks.positive_int("batch_size", batch_size)

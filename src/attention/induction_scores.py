@@ -128,7 +128,7 @@ def half_scores(model: AttentionOnlyTransformer, tokens: Tensor) -> HalfScores:
         raise TypeError(f"model must be an AttentionOnlyTransformer, got {type(model).__name__}")
     x = _tokens("tokens", tokens, model.config)
     n = x.shape[1] // 2
-    if x.shape[1] % 2 or n < 2 or not torch.equal(x[:, :n], x[:, n:]):
+    if x.shape[1] % 2 or n < 2 or not torch.equal(x[:, :n], x[:, n:]):  # exact: integer ids
         raise ValueError(
             f"tokens must be strings of L >= 2 tokens followed by themselves, "
             f"got shape {tuple(x.shape)}"

@@ -49,7 +49,7 @@ def digit_batch(
     Example:
         >>> g = torch.Generator().manual_seed(0)
         >>> source, target = digit_batch(2, 5, generator=g, task="reverse")
-        >>> torch.equal(target, source.flip(1))
+        >>> torch.equal(target, source.flip(1))  # exact: integer digits
         True
     """
     b = _checks.positive_int("batch_size", batch_size)

@@ -174,6 +174,7 @@ def trace_multihead(
         >>> trace = trace_multihead(mha, torch.stack((toy_inputs(), toy_inputs())))
         >>> trace.step("scores").layout, trace.step("scores").shape
         ('(B, H, T, T)', (2, 2, 6, 6))
+        >>> # exact: the same operations in the same order on the same numbers
         >>> torch.equal(trace.output, mha(torch.stack((toy_inputs(), toy_inputs()))))
         True
     """
