@@ -1,0 +1,680 @@
+"""Checkers for the exercises in which you write a chapter's core code yourself.
+
+Each ``check_*`` function takes the function or class you wrote, runs on it
+the properties that the package's own tests check on the package's version,
+and returns a :class:`Report` listing them. At the first property that does
+not hold it raises :class:`ExerciseError`, whose message says in plain words
+what went wrong and where to look; where a common mistake explains the
+result (a missing scale, a softmax over the wrong dimension, an unbiased
+variance), the message names it.
+
+Your code gets the same weights as the package's layer, so the outputs can
+be compared number for number, within float32's rounding (:data:`ATOL`).
+
+Example:
+    >>> import torch
+    >>> from attention.exercises import check_causal_mask
+    >>> def my_mask(num_tokens):
+    ...     return torch.ones(num_tokens, num_tokens, dtype=torch.bool).triu(diagonal=1)
+    >>> print(check_causal_mask(my_mask))
+    ✓ returns a (T, T) tensor of booleans for every T from 1 to 8
+    ✓ lets every token see itself and every token before it
+    ✓ blocks every token after the query
+    All 3 checks passed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar, cast
+
+import torch
+from torch import Tensor, nn
+
+from attention.causal import CausalAttention
+from attention.functional import causal_mask
+from attention.kv_cache import LayerKV, cached_attention
+from attention.multihead import MultiHeadAttention
+from attention.toy import toy_inputs
+
+__all__ = [
+    "ATOL",
+    "ExerciseError",
+    "Report",
+    "check_causal_attention",
+    "check_causal_mask",
+    "check_flash_update",
+    "check_kv_cache",
+    "check_layer_norm",
+    "check_multihead_attention",
+]
+
+#: Largest difference allowed between your output and the package's: the
+#: same sums in float32, perhaps added in another order, differ by a few
+#: units in the last place of numbers of order 1, far below this.
+ATOL = 1e-5
+
+
+_Check = TypeVar("_Check", bound=Callable[..., "Report"])
+
+
+class ExerciseError(AssertionError):
+    """Your code broke a property the package's own version has; the message says which."""
+
+
+@dataclass
+class Report:
+    """The properties your code was checked for, all of which held."""
+
+    exercise: str
+    passed: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"✓ {p}" for p in self.passed]
+        return "\n".join([*lines, f"All {len(self.passed)} checks passed."])
+
+    def _repr_markdown_(self) -> str:
+        items = "\n".join(f"- ✓ {p}" for p in self.passed)
+        return f"**{self.exercise}**: all {len(self.passed)} checks passed.\n\n{items}"
+
+
+def _keeps_random_state(check: _Check) -> _Check:
+    """Run ``check`` without disturbing the caller's random numbers.
+
+    Building your layer draws its initial weights from the global generator;
+    the checker restores the generator afterwards, so a notebook that checks
+    its code draws the same numbers after the check as without it.
+    """
+
+    @functools.wraps(check)
+    def run(*args: Any, **kwargs: Any) -> Report:
+        with torch.random.fork_rng(devices=[]):
+            return check(*args, **kwargs)
+
+    return cast(_Check, run)
+
+
+def _fail(message: str) -> ExerciseError:
+    return ExerciseError(message)
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.allclose(a, b, atol=ATOL, rtol=0.0))
+
+
+def _call(what: str, fn: Callable[[], object]) -> object:
+    """Run ``fn``; an exception from your code becomes a failure that says what was tried."""
+    try:
+        return fn()
+    except ExerciseError:
+        raise
+    except Exception as exc:
+        raise _fail(f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _output(what: str, fn: Callable[[], object], shape: tuple[int, ...]) -> Tensor:
+    """Your code's output, which must be a float tensor of the given shape."""
+    out = _call(what, fn)
+    if not isinstance(out, Tensor):
+        raise _fail(f"{what} returned {type(out).__name__}, not a tensor.")
+    if tuple(out.shape) != shape:
+        raise _fail(f"{what} returned shape {tuple(out.shape)}; expected {shape}.")
+    return out
+
+
+def _named_mistake(yours: Tensor, mistakes: dict[str, Tensor], what: str) -> str | None:
+    """The message naming the common mistake that reproduces your output, if one does."""
+    for explanation, output in mistakes.items():
+        if _close(yours, output):
+            return f"{what} differs from the package's, and equals what {explanation}."
+    return None
+
+
+def _diagnose(yours: Tensor, expected: Tensor, mistakes: dict[str, Tensor], what: str) -> str:
+    """Name the common mistake that reproduces your output, or say how far off it is."""
+    named = _named_mistake(yours, mistakes, what)
+    if named is not None:
+        return named
+    gap = (yours - expected).abs().max().item()
+    return f"{what} differs from the package's by up to {gap:.2e} (allowed: {ATOL:.0e})."
+
+
+def _linear(layer: object, name: str, d_in: int, d_out: int, owner: str) -> nn.Linear:
+    """Your layer's attribute ``name``, which must be an nn.Linear(d_in, d_out)."""
+    if not isinstance(layer, nn.Linear):
+        raise _fail(
+            f"{owner} has no nn.Linear called {name} (found {type(layer).__name__}). "
+            f"Name the projections as the book does (W_query, W_key, W_value), so the "
+            f"checker can give them the package's weights."
+        )
+    if (layer.in_features, layer.out_features) != (d_in, d_out):
+        raise _fail(
+            f"{owner}.{name} maps {layer.in_features} features to {layer.out_features}; "
+            f"expected nn.Linear({d_in}, {d_out})."
+        )
+    return layer
+
+
+def _copy_linear(source: nn.Linear, target: nn.Linear) -> None:
+    with torch.no_grad():
+        target.weight.copy_(source.weight)
+        if target.bias is not None and source.bias is not None:
+            target.bias.copy_(source.bias)
+
+
+def _attend(
+    q: Tensor, k: Tensor, v: Tensor, *, scale: float, dim: int = -1, fill: float = -math.inf
+) -> Tensor:
+    """Causal attention with a chosen scale, softmax dimension and fill (for diagnoses)."""
+    t = q.shape[-2]
+    scores = (q @ k.transpose(-2, -1)).masked_fill(causal_mask(t), fill) * scale
+    return torch.softmax(scores, dim=dim).nan_to_num(0.0) @ v
+
+
+def _attend_zeroed_after_softmax(q: Tensor, k: Tensor, v: Tensor, *, scale: float) -> Tensor:
+    """Softmax over all keys, then the future's weights set to 0 without renormalising."""
+    t = q.shape[-2]
+    weights = torch.softmax(q @ k.transpose(-2, -1) * scale, dim=-1)
+    return weights.masked_fill(causal_mask(t), 0.0) @ v
+
+
+def _check_causality(
+    layer: Callable[[Tensor], object], x: Tensor, shape: tuple[int, ...], name: str
+) -> None:
+    """Changing the last token must leave every earlier token's output alone."""
+    before = _output(f"{name}(x)", lambda: layer(x), shape)
+    changed = x.clone()
+    changed[:, -1] = changed[:, -1] * -3.0 + 1.0
+    after = _output(f"{name}(x)", lambda: layer(changed), shape)
+    moved = [i for i in range(x.shape[1] - 1) if not _close(before[:, i], after[:, i])]
+    if moved:
+        raise _fail(
+            f"Changing only the last token changed the output of token {moved[0]}: that "
+            f"token can see the future. Block every key after the query by filling its "
+            f"score with -inf before the softmax (a 0 is not enough: exp(0) = 1)."
+        )
+
+
+def _check_against(
+    out: Tensor,
+    expected: Tensor,
+    mistakes: dict[str, Tensor],
+    what: str,
+    layer: Callable[[Tensor], object],
+    x: Tensor,
+) -> None:
+    """Your output must equal the package's; if not, say why as precisely as possible.
+
+    A known mistake that reproduces your output is named first; failing that,
+    a leak from the future is reported as one; failing that, the difference.
+    """
+    if not _close(out, expected):
+        named = _named_mistake(out, mistakes, what)
+        if named is not None:
+            raise _fail(named)
+    _check_causality(layer, x, tuple(out.shape), "your layer")
+    if not _close(out, expected):
+        raise _fail(_diagnose(out, expected, mistakes, what))
+
+
+# --- Chapter 5: the causal mask and causal attention -------------------------
+
+
+@_keeps_random_state
+def check_causal_mask(make_mask: Callable[[int], Tensor]) -> Report:
+    """Check a function ``make_mask(num_tokens)`` that builds a causal mask.
+
+    The mask follows the package's convention (:func:`attention.causal_mask`):
+    a (T, T) boolean tensor, row i for query i and column j for key j,
+    ``True`` where query i may **not** look at key j.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Causal mask")
+    for t in range(1, 9):
+        mask = _output(f"make_mask({t})", partial(make_mask, t), (t, t))
+        if mask.dtype != torch.bool:
+            raise _fail(
+                f"make_mask({t}) has dtype {mask.dtype}; the package's masks are boolean "
+                f"(True where a query may not look), so that masked_fill can use them. "
+                f"Build it with dtype=torch.bool or end with .bool()."
+            )
+    report.passed.append("returns a (T, T) tensor of booleans for every T from 1 to 8")
+    for t in range(2, 9):
+        if torch.equal(make_mask(t), ~causal_mask(t)):  # exact: booleans
+            raise _fail(
+                f"make_mask({t}) is True exactly where a query MAY look: the opposite "
+                f"convention (F.scaled_dot_product_attention's). Here True means blocked; "
+                f"invert it with ~ or build it with triu(..., diagonal=1)."
+            )
+    for t in range(1, 9):
+        mask = make_mask(t)
+        for i in range(t):
+            if mask[i, i]:
+                raise _fail(
+                    f"make_mask({t}) blocks token {i} from itself. The diagonal must be "
+                    f"False: a token always sees itself, or the first token would see nothing."
+                )
+            if mask[i, :i].any():
+                j = int(mask[i, :i].nonzero()[0])
+                raise _fail(
+                    f"make_mask({t}) blocks query {i} from key {j}, which comes before it. "
+                    f"Only keys after the query are blocked (above the diagonal)."
+                )
+    report.passed.append("lets every token see itself and every token before it")
+    for t in range(2, 9):
+        mask = make_mask(t)
+        for i in range(t - 1):
+            if not mask[i, i + 1 :].all():
+                j = i + 1 + int((~mask[i, i + 1 :]).nonzero()[0])
+                raise _fail(
+                    f"make_mask({t}) lets query {i} see key {j}, which comes after it. "
+                    f"Everything above the diagonal must be True."
+                )
+    report.passed.append("blocks every token after the query")
+    return report
+
+
+@_keeps_random_state
+def check_causal_attention(layer_class: Callable[..., nn.Module]) -> Report:
+    """Check a class written like :class:`attention.CausalAttention`.
+
+    It is built as ``layer_class(d_in, d_out, context_length, dropout)``, must
+    keep its projections as ``nn.Linear`` attributes ``W_query``, ``W_key``
+    and ``W_value``, and map a batch (B, T, d_in) to context vectors
+    (B, T, d_out). It gets the weights of a seeded ``CausalAttention`` and
+    must then give its outputs.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Causal attention")
+    d_in, d_out, context_length = 3, 2, 6
+    args = f"({d_in}, {d_out}, context_length={context_length}, dropout=0.0)"
+    built = _call(
+        f"{_name(layer_class)}{args}", lambda: layer_class(d_in, d_out, context_length, 0.0)
+    )
+    if not isinstance(built, nn.Module):
+        raise _fail(f"{_name(layer_class)}{args} is a {type(built).__name__}, not an nn.Module.")
+    yours = built.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        reference = CausalAttention(d_in, d_out, context_length, 0.0).eval()
+    for name in ("W_query", "W_key", "W_value"):
+        mine = _linear(getattr(yours, name, None), name, d_in, d_out, "your layer")
+        _copy_linear(getattr(reference, name), mine)
+    report.passed.append("builds from CausalAttention's arguments, with W_query, W_key, W_value")
+
+    x = torch.stack((toy_inputs(), toy_inputs().flip(0)))  # (B, T, d_in) = (2, 6, 3)
+    with torch.no_grad():
+        out = _output("your layer on a (2, 6, 3) batch", lambda: yours(x), (2, 6, d_out))
+        report.passed.append("maps a (B, T, d_in) batch to (B, T, d_out)")
+        expected = reference(x)
+        q, k, v = reference.W_query(x), reference.W_key(x), reference.W_value(x)
+        scale = 1 / math.sqrt(d_out)
+        mistakes = {
+            "attention gives without the 1/sqrt(d_k) scaling of the scores": _attend(
+                q, k, v, scale=1.0
+            ),
+            "a softmax over the queries (dim=-2) gives: normalise each row, over the keys": _attend(
+                q, k, v, scale=scale, dim=-2
+            ),
+            "a softmax over all keys followed by zeroing the future gives: the "
+            "rows no longer sum to 1; mask with -inf before the softmax": (
+                _attend_zeroed_after_softmax(q, k, v, scale=scale)
+            ),
+            "filling the blocked scores with 0 gives: exp(0) = 1, so the future "
+            "still gets weight; fill them with -inf": _attend(q, k, v, scale=scale, fill=0.0),
+        }
+        _check_against(out, expected, mistakes, "Your layer's output", yours, x)
+        report.passed.append("no token's output depends on a later token")
+        report.passed.append("gives the package's context vectors, to float32 rounding")
+        short = _output(
+            "your layer on 3 tokens (fewer than context_length)",
+            lambda: yours(x[:, :3]),
+            (2, 3, d_out),
+        )
+        if not _close(short, expected[:, :3]):
+            raise _fail(
+                "On 3 tokens your layer's output differs from the first 3 outputs on 6: "
+                "cut the mask to the tokens present, mask[:T, :T]."
+            )
+        report.passed.append("works on sequences shorter than context_length")
+    return report
+
+
+# --- Chapter 8: multi-head attention -----------------------------------------
+
+
+@_keeps_random_state
+def check_multihead_attention(layer_class: Callable[..., nn.Module]) -> Report:
+    """Check a class written like :class:`attention.MultiHeadAttention`.
+
+    It is built as ``layer_class(d_in, d_out, context_length, dropout,
+    num_heads)``, must keep ``nn.Linear`` attributes ``W_query``, ``W_key``,
+    ``W_value`` (d_in to d_out, all heads side by side) and ``out_proj``
+    (d_out to d_out), and map (B, T, d_in) to (B, T, d_out).
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Multi-head attention")
+    d_in, d_out, context_length, heads = 3, 4, 6, 2
+    args = f"({d_in}, {d_out}, context_length={context_length}, dropout=0.0, num_heads={heads})"
+    built = _call(
+        f"{_name(layer_class)}{args}", lambda: layer_class(d_in, d_out, context_length, 0.0, heads)
+    )
+    if not isinstance(built, nn.Module):
+        raise _fail(f"{_name(layer_class)}{args} is a {type(built).__name__}, not an nn.Module.")
+    yours = built.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        reference = MultiHeadAttention(d_in, d_out, context_length, 0.0, heads).eval()
+    for name in ("W_query", "W_key", "W_value"):
+        _copy_linear(
+            getattr(reference, name),
+            _linear(getattr(yours, name, None), name, d_in, d_out, "your layer"),
+        )
+    _copy_linear(
+        reference.out_proj,
+        _linear(getattr(yours, "out_proj", None), "out_proj", d_out, d_out, "your layer"),
+    )
+    report.passed.append("builds from MultiHeadAttention's arguments, with its four projections")
+
+    x = torch.stack((toy_inputs(), toy_inputs().flip(0)))  # (B, T, d_in) = (2, 6, 3)
+    with torch.no_grad():
+        out = _output("your layer on a (2, 6, 3) batch", lambda: yours(x), (2, 6, d_out))
+        report.passed.append("maps a (B, T, d_in) batch to (B, T, d_out)")
+        expected = reference(x)
+        mistakes = _multihead_mistakes(reference, x)
+        _check_against(out, expected, mistakes, "Your layer's output", yours, x)
+        report.passed.append("no token's output depends on a later token")
+        report.passed.append("gives the package's outputs, to float32 rounding")
+    return report
+
+
+def _multihead_mistakes(ref: MultiHeadAttention, x: Tensor) -> dict[str, Tensor]:
+    """What the usual slips in a multi-head forward produce, for :func:`_diagnose`."""
+    b, t, _ = x.shape
+    h, d = ref.num_heads, ref.head_dim
+
+    def split(y: Tensor) -> Tensor:  # (B, T, C) -> (B, H, T, D)
+        return y.view(b, t, h, d).transpose(1, 2)
+
+    def split_wrong(y: Tensor) -> Tensor:  # a view straight to (B, H, T, D), no transpose
+        return y.view(b, h, t, d)
+
+    def merge(c: Tensor) -> Tensor:  # (B, H, T, D) -> (B, T, C)
+        return c.transpose(1, 2).reshape(b, t, h * d)
+
+    q, k, v = ref.W_query(x), ref.W_key(x), ref.W_value(x)
+    right = _attend(split(q), split(k), split(v), scale=1 / math.sqrt(d))
+    return {
+        "dividing the scores by sqrt(d_out) instead of sqrt(head_dim) gives: each head "
+        "scales by the width of one head": ref.out_proj(
+            merge(_attend(split(q), split(k), split(v), scale=1 / math.sqrt(h * d)))
+        ),
+        "leaving out the output projection gives: pass the merged heads through out_proj": merge(
+            right
+        ),
+        "viewing (B, T, C) straight as (B, H, T, D) gives: view as (B, T, H, D), then "
+        "transpose(1, 2), so that each head gets its own slice of every token": ref.out_proj(
+            split_wrong(
+                _attend(split_wrong(q), split_wrong(k), split_wrong(v), scale=1 / math.sqrt(d))
+            ).reshape(b, t, h * d)
+        ),
+        "merging the heads without transposing back gives: transpose(1, 2) before the "
+        "view to (B, T, C)": ref.out_proj(right.reshape(b, t, h * d)),
+    }
+
+
+# --- Chapter 13: the KV cache and the flash update ---------------------------
+
+
+@_keeps_random_state
+def check_kv_cache(cache_class: Callable[[], object]) -> Report:
+    """Check a class written like :class:`attention.kv_cache.LayerKV`.
+
+    ``cache_class()`` makes an empty cache; ``cache.length`` is the number of
+    tokens it holds; ``cache.extend(keys, values)`` appends new keys and
+    values of shape (B, H, T, D) and returns all of them, (B, H, S + T, D).
+    The checker runs :func:`attention.kv_cache.cached_attention` with your
+    cache, a few tokens at a time, and compares with attention over the whole
+    sequence at once.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("KV cache")
+    cache = _call(f"{_name(cache_class)}()", cache_class)
+    kv = cast(LayerKV, cache)  # your class, used where the package uses its LayerKV
+    length = _call("the new cache's length", lambda: kv.length)
+    if length != 0:
+        raise _fail(f"A new cache has length {length!r}; it holds no tokens yet, so 0.")
+    report.passed.append("a new cache holds 0 tokens")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        att = MultiHeadAttention(4, 4, 8, 0.0, 2).eval()
+        x = torch.randn(2, 7, 4)  # (B, T, C)
+        old, new = torch.randn(2, 2, 3, 2), torch.randn(2, 2, 1, 2)  # (B, H, T, D)
+    for step, (keys, so_far) in enumerate(((old, old), (new, torch.cat((old, new), dim=2)))):
+        where = "an empty cache" if step == 0 else "a cache of 3 tokens"
+        what = f"extend on {where}, adding {keys.shape[2]}"
+        try:
+            pair = _call(what, partial(kv.extend, keys, keys * 2.0))
+        except ExerciseError as exc:
+            hint = "Join the old and new along the token dimension, dim 2 of (B, H, T, D)."
+            raise _fail(f"{exc} {hint}") from exc
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise _fail(f"{what} returned {type(pair).__name__}; expected (keys, values).")
+        for name, got, want in (("keys", pair[0], so_far), ("values", pair[1], so_far * 2.0)):
+            if not isinstance(got, Tensor) or tuple(got.shape) != tuple(want.shape):
+                found = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+                raise _fail(
+                    f"{what} returned {name} of shape {found}; expected {tuple(want.shape)}: "
+                    f"every {name[:-1]} so far, old then new, joined along the token "
+                    f"dimension (dim 2 of (B, H, T, D))."
+                )
+            if not torch.equal(got, want):  # exact: joining copies the tensors unchanged
+                raise _fail(
+                    f"{what} returned the wrong {name}: they must be the old ones followed "
+                    f"by the new ones, unchanged."
+                )
+    report.passed.append("extend returns every key and value so far, old then new")
+    cache = _call(f"{_name(cache_class)}()", cache_class)
+    kv = cast(LayerKV, cache)
+    steps = [(0, 3), (3, 4), (4, 5), (5, 7)]  # a prompt of 3, then 1, 1 and 2 new tokens
+    with torch.no_grad():
+        full = att(x)  # (B, T, C)
+        for start, stop in steps:
+            what = f"cached_attention with your cache after {start} tokens, adding {stop - start}"
+            out = _output(
+                what,
+                partial(cached_attention, att, x[:, start:stop], kv),
+                (2, stop - start, 4),
+            )
+            held = kv.length
+            if held != stop:
+                raise _fail(
+                    f"After {stop} tokens your cache's length is {held!r}; it must count "
+                    f"every token stored so far."
+                )
+            if not _close(out, full[:, start:stop]):
+                raise _fail(
+                    f"With your cache, the outputs for tokens {start} to {stop - 1} differ "
+                    f"from attention over the whole sequence. extend must append the new "
+                    f"keys and values after the old ones, along the token dimension (dim 2 "
+                    f"of (B, H, T, D)), and return all of them, old and new."
+                )
+    report.passed.append("counts the tokens it holds as they arrive")
+    report.passed.append("gives the same outputs as attention over the whole sequence")
+    return report
+
+
+@_keeps_random_state
+def check_flash_update(
+    update: Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]],
+) -> Report:
+    """Check ``update(m, l, a, scores, values)``, one block of the online softmax.
+
+    For each query (row) the running state is the largest score so far ``m``
+    (T_q, 1), the sum ``l = sum exp(s_j - m)`` (T_q, 1) and the unnormalised
+    output ``a = sum exp(s_j - m) v_j`` (T_q, D); they start at -inf, 0 and
+    0. ``update`` takes a block of scores (T_q, b) and its values (b, D) and
+    returns the new ``(m, l, a)``. After the last block, ``a / l`` must be
+    ``softmax(scores) @ values``, whatever the block size, without the whole
+    row of scores ever being in memory.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Online softmax, one block at a time")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        scores = torch.randn(4, 12)  # (T_q, T_k)
+        values = torch.randn(12, 3)  # (T_k, D)
+    scores[:, 8:] += 4.0  # the largest scores come last, so the maximum grows
+    expected = torch.softmax(scores, dim=-1) @ values  # (T_q, D)
+
+    def run(s: Tensor, block: int) -> Tensor:
+        m = torch.full((s.shape[0], 1), -torch.inf)  # (T_q, 1)
+        ell = torch.zeros(s.shape[0], 1)  # (T_q, 1)
+        a = torch.zeros(s.shape[0], values.shape[1])  # (T_q, D)
+        for j in range(0, s.shape[1], block):
+            what = f"update on the block of keys {j} to {min(j + block, s.shape[1]) - 1}"
+            step = partial(update, m, ell, a, s[:, j : j + block], values[j : j + block])
+            state = _call(what, step)
+            if not (isinstance(state, tuple) and len(state) == 3):
+                raise _fail(
+                    f"{what} returned {type(state).__name__}; expected the tuple (m, l, a)."
+                )
+            for name, got, shape in zip("mla", state, ((4, 1), (4, 1), (4, 3)), strict=True):
+                if not isinstance(got, Tensor) or tuple(got.shape) != shape:
+                    found = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+                    raise _fail(f"{what} returned {name} of shape {found}; expected {shape}.")
+            m, ell, a = state
+        out: Tensor = a / ell
+        return out
+
+    one = run(scores, 12)
+    if not _close(one, expected):
+        raise _fail(
+            "With all 12 keys in one block, a / l is not softmax(scores) @ values. Start "
+            "from the definitions: m is the row's largest score, l = sum(exp(s - m)), "
+            "a = exp(s - m) @ values."
+        )
+    report.passed.append("one block: a / l is softmax(scores) @ values")
+    for block in (4, 3, 1):
+        got = run(scores, block)
+        if not _close(got, expected):
+            raise _fail(
+                f"In blocks of {block} keys the result is wrong, though one block is right. "
+                f"When a block raises the maximum from m to m', the old l and a were sums "
+                f"of exp(s - m): multiply both by exp(m - m') before adding the new block's "
+                f"terms, exp(s - m')."
+            )
+    report.passed.append("blocks of 4, 3 and 1 keys give the same result as one block")
+    big = scores + 1000.0  # (T_q, T_k): the same weights, up to float32's rounding of s + 1000
+    if not _close(run(big, 4), torch.softmax(big, dim=-1) @ values):
+        raise _fail(
+            "With scores near 1000 the result is wrong (exp(1000) overflows float32). "
+            "Subtract the running maximum before every exp, as the stable softmax does."
+        )
+    report.passed.append("stays exact with scores near 1000: no exp overflows")
+    return report
+
+
+# --- Chapter 10: layer normalisation ------------------------------------------
+
+
+@_keeps_random_state
+def check_layer_norm(layer_class: Callable[..., nn.Module]) -> Report:
+    """Check a class written like :class:`attention.gpt.LayerNorm`.
+
+    Built as ``layer_class(emb_dim)``, it keeps learned parameters ``scale``
+    and ``shift`` of shape (emb_dim,) and normalises each token's vector over
+    the last dimension: ``scale * (x - mean) / sqrt(var + eps) + shift`` with
+    eps = 1e-5 and the biased variance, as ``nn.LayerNorm`` does.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Layer normalisation")
+    width = 5
+    built = _call(f"{_name(layer_class)}({width})", lambda: layer_class(width))
+    if not isinstance(built, nn.Module):
+        raise _fail(f"{_name(layer_class)}({width}) is a {type(built).__name__}, not an nn.Module.")
+    yours = built
+    params = {}
+    for name, start in (("scale", 1.0), ("shift", 0.0)):
+        p = getattr(yours, name, None)
+        if not isinstance(p, nn.Parameter) or tuple(p.shape) != (width,):
+            raise _fail(
+                f"Your layer needs a learned nn.Parameter called {name} of shape ({width},); "
+                f"found {type(p).__name__}{'' if not isinstance(p, Tensor) else tuple(p.shape)}."
+            )
+        if not torch.all(p == start):  # exact: a parameter's initial value is set, not computed
+            raise _fail(
+                f"{name} must start at {start} for every feature, so a new layer changes nothing."
+            )
+        params[name] = p
+    report.passed.append("has scale (starting at 1) and shift (starting at 0) of shape (emb_dim,)")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        x = torch.randn(2, 3, width) * 3.0 + 1.0  # (B, T, C)
+        x[0, 0] = 1e-3 * torch.randn(width)  # a nearly constant token: here eps matters
+        gain, offset = torch.randn(width), torch.randn(width)
+    with torch.no_grad():
+        for step, (g, b) in enumerate(((torch.ones(width), torch.zeros(width)), (gain, offset))):
+            params["scale"].copy_(g)
+            params["shift"].copy_(b)
+            out = _output(f"your layer on a (2, 3, {width}) batch", lambda: yours(x), (2, 3, width))
+            expected = torch.nn.functional.layer_norm(x, (width,), g, b, eps=1e-5)
+            if not _close(out, expected):
+                what = (
+                    "A new layer's output"
+                    if step == 0
+                    else "With learned scale and shift, your output"
+                )
+                raise _fail(_diagnose(out, expected, _layer_norm_mistakes(x, g, b), what))
+            report.passed.append(
+                "a new layer (scale 1, shift 0) normalises each token as nn.LayerNorm does"
+                if step == 0
+                else "equals nn.LayerNorm with the same scale and shift"
+            )
+    return report
+
+
+def _layer_norm_mistakes(x: Tensor, gain: Tensor, offset: Tensor) -> dict[str, Tensor]:
+    """What the usual slips in a layer norm produce, for :func:`_diagnose`."""
+    mu = x.mean(dim=-1, keepdim=True)
+    var = x.var(dim=-1, keepdim=True, unbiased=False)
+    over_tokens = (x - x.mean(dim=-2, keepdim=True)) / torch.sqrt(
+        x.var(dim=-2, keepdim=True, unbiased=False) + 1e-5
+    )
+    return {
+        "the unbiased variance gives (dividing by C - 1): use var(dim=-1, "
+        "unbiased=False), which divides by C": gain
+        * (x - mu)
+        / torch.sqrt(x.var(dim=-1, keepdim=True) + 1e-5)
+        + offset,
+        "adding eps after the square root gives: add it to the variance, sqrt(var + eps)": gain
+        * (x - mu)
+        / (var.sqrt() + 1e-5)
+        + offset,
+        "normalising over the tokens (dim=-2) gives: take the mean and variance "
+        "of each token's own features, over the last dimension": gain * over_tokens + offset,
+        "forgetting scale and shift gives: return scale * normalised + shift": (x - mu)
+        / torch.sqrt(var + 1e-5),
+    }
+
+
+def _name(obj: object) -> str:
+    return getattr(obj, "__name__", type(obj).__name__)
