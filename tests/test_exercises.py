@@ -13,18 +13,35 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from attention import CausalAttention, MultiHeadAttention
+from attention import (
+    CausalAttention,
+    MultiHeadAttention,
+    SelfAttentionV2,
+    simple_self_attention,
+    softmax_naive,
+    softmax_stable,
+)
+from attention.dropout import inverted_dropout
 from attention.exercises import (
     ExerciseError,
     Report,
+    check_batched_scores,
     check_causal_attention,
     check_causal_mask,
     check_flash_update,
+    check_inverted_dropout,
     check_kv_cache,
     check_layer_norm,
     check_multihead_attention,
+    check_next_token_probabilities,
+    check_previous_token_score,
+    check_self_attention,
+    check_simple_self_attention,
+    check_softmax,
+    check_transformer_block,
 )
-from attention.gpt import LayerNorm
+from attention.gpt import FeedForward, LayerNorm, TransformerBlock
+from attention.induction_scores import previous_token_score
 from attention.kv_cache import LayerKV
 
 # --- masks ---------------------------------------------------------------------
@@ -324,3 +341,171 @@ def test_checking_leaves_the_global_random_state_alone() -> None:
     check_causal_attention(ReaderCausal)
     check_flash_update(good_update)
     assert torch.equal(torch.random.get_rng_state(), before)  # exact: bytes of the generator state
+
+
+# --- chapters 3 and 4 ----------------------------------------------------------
+
+
+def test_softmax_checker() -> None:
+    assert len(check_softmax(softmax_stable).passed) == 3
+    assert (
+        len(check_softmax(lambda s: torch.exp(s - s.max()) / torch.exp(s - s.max()).sum()).passed)
+        == 3
+    )
+    with pytest.raises(ExerciseError, match="exp\\(1000\\) overflows"):
+        check_softmax(softmax_naive)
+    with pytest.raises(ExerciseError, match="take exp of each score first"):
+        check_softmax(lambda s: s / s.sum())
+
+
+def test_simple_self_attention_checker() -> None:
+    assert len(check_simple_self_attention(simple_self_attention).passed) == 2
+    with pytest.raises(ExerciseError, match="down each column"):
+        check_simple_self_attention(lambda x: torch.softmax(x @ x.T, dim=0) @ x)
+    with pytest.raises(ExerciseError, match="without a softmax"):
+        check_simple_self_attention(lambda x: (x @ x.T) @ x)
+
+
+class ReaderV2(nn.Module):
+    def __init__(self, d_in, d_out, scale="sqrt") -> None:
+        super().__init__()
+        self.W_query = nn.Linear(d_in, d_out, bias=False)
+        self.W_key = nn.Linear(d_in, d_out, bias=False)
+        self.W_value = nn.Linear(d_in, d_out, bias=False)
+        self.scale = scale
+
+    def forward(self, x):
+        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        d = k.shape[-1]
+        divide = {"sqrt": d**0.5, "none": 1.0, "linear": d, "d_in": x.shape[-1] ** 0.5}[self.scale]
+        return torch.softmax(q @ k.T / divide, dim=-1) @ v
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        ("none", "without the 1/sqrt\\(d_k\\)"),
+        ("linear", "dividing by d_k instead of its square root"),
+        ("d_in", "sqrt\\(d_in\\) instead of sqrt\\(d_k\\)"),
+    ],
+)
+def test_self_attention_checker(scale, message) -> None:
+    assert len(check_self_attention(SelfAttentionV2).passed) == 3
+    assert len(check_self_attention(ReaderV2).passed) == 3
+    with pytest.raises(ExerciseError, match=message):
+        check_self_attention(lambda d_in, d_out: ReaderV2(d_in, d_out, scale))
+
+
+# --- chapters 6, 7 and 9 -------------------------------------------------------
+
+
+def reader_dropout(x, p):
+    keep = (torch.rand_like(x) >= p).float()
+    return x * keep / (1 - p)
+
+
+def test_dropout_checker() -> None:
+    assert len(check_inverted_dropout(reader_dropout).passed) == 3
+    assert (
+        len(check_inverted_dropout(lambda x, p: inverted_dropout(x, p, training=True)).passed) == 3
+    )
+    assert len(check_inverted_dropout(lambda x, p: nn.functional.dropout(x, p)).passed) == 3
+
+
+@pytest.mark.parametrize(
+    ("dropout", "message"),
+    [
+        (lambda x, p: x * (torch.rand_like(x) >= p), "kept their value: divide them by 1 - p"),
+        (lambda x, p: x * (torch.rand_like(x) >= p) * (1 - p), "multiplied by 1 - p"),
+        (
+            lambda x, p: x * (torch.rand_like(x) < p) / (1 - p),
+            "dropped every entry: keep an entry when rand >= p",
+        ),
+        (lambda x, p: x * 0.5, r"dropout\(x, 0\.0\) changed x"),
+    ],
+)
+def test_dropout_mistakes_are_named(dropout, message) -> None:
+    with pytest.raises(ExerciseError, match=message):
+        check_inverted_dropout(dropout)
+
+
+def test_batched_scores_checker() -> None:
+    assert len(check_batched_scores(lambda q, k: q @ k.transpose(1, 2)).passed) == 2
+    assert len(check_batched_scores(lambda q, k: torch.bmm(q, k.transpose(-2, -1))).passed) == 2
+    with pytest.raises(ExerciseError, match="keys @ queries"):
+        check_batched_scores(lambda q, k: k @ q.transpose(1, 2))
+    with pytest.raises(ExerciseError, match=r"shape \(2, 4, 4\)"):
+        check_batched_scores(lambda q, k: q.transpose(1, 2) @ k)
+
+
+def test_next_token_probabilities_checker() -> None:
+    assert (
+        len(check_next_token_probabilities(lambda lg: torch.softmax(lg[:, -1, :], dim=-1)).passed)
+        == 1
+    )
+    with pytest.raises(ExerciseError, match="first position"):
+        check_next_token_probabilities(lambda lg: torch.softmax(lg[:, 0], dim=-1))
+    with pytest.raises(ExerciseError, match="raw logits"):
+        check_next_token_probabilities(lambda lg: lg[:, -1])
+
+
+# --- chapters 11 and 12 --------------------------------------------------------
+
+
+class ReaderBlock(nn.Module):
+    def __init__(self, cfg, mistake=None) -> None:
+        super().__init__()
+        self.att = MultiHeadAttention(
+            cfg.emb_dim, cfg.emb_dim, cfg.context_length, 0.0, cfg.n_heads
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1, self.norm2 = LayerNorm(cfg.emb_dim), LayerNorm(cfg.emb_dim)
+        self.mistake = mistake
+
+    def forward(self, x):
+        if self.mistake == "post-norm":
+            x = self.norm1(x + self.att(x))
+            return self.norm2(x + self.ff(x))
+        if self.mistake == "no-shortcut":
+            return self.ff(self.norm2(self.att(self.norm1(x))))
+        if self.mistake == "one-norm":
+            x = x + self.att(self.norm1(x))
+            return x + self.ff(self.norm1(x))
+        x = x + self.att(self.norm1(x))
+        return x + self.ff(self.norm2(x))
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ("post-norm", "post-norm block"),
+        ("no-shortcut", "without shortcuts"),
+        ("one-norm", "its own, norm2"),
+    ],
+)
+def test_transformer_block_checker(mistake, message) -> None:
+    assert len(check_transformer_block(TransformerBlock).passed) == 2
+    assert len(check_transformer_block(ReaderBlock).passed) == 2
+    with pytest.raises(ExerciseError, match=message):
+        check_transformer_block(lambda cfg: ReaderBlock(cfg, mistake))
+
+
+def test_transformer_block_needs_the_book_names() -> None:
+    class Renamed(ReaderBlock):
+        def __init__(self, cfg) -> None:
+            super().__init__(cfg)
+            self.attention = self.att
+            del self.att
+
+    with pytest.raises(ExerciseError, match="name its parts as the book does"):
+        check_transformer_block(Renamed)
+
+
+def test_previous_token_score_checker() -> None:
+    assert len(check_previous_token_score(previous_token_score).passed) == 2
+    with pytest.raises(ExerciseError, match=r"should score 1.*token 0 has no previous token"):
+        check_previous_token_score(lambda w: w.diagonal(-1, -2, -1).sum(-1) / w.shape[-1])
+    with pytest.raises(ExerciseError, match="should score 1"):
+        check_previous_token_score(lambda w: w.diagonal(0, -2, -1).mean(-1))
+    with pytest.raises(ExerciseError, match="average it, one score per matrix"):
+        check_previous_token_score(lambda w: w.diagonal(-1, -2, -1)[..., 0])  # query 1 only

@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 from attention.causal import CausalAttention
 from attention.functional import causal_mask
+from attention.gpt import GPTConfig, TransformerBlock
+from attention.induction_scores import previous_token_score
 from attention.kv_cache import LayerKV, cached_attention
 from attention.multihead import MultiHeadAttention
 from attention.toy import toy_inputs
@@ -45,12 +47,20 @@ __all__ = [
     "ATOL",
     "ExerciseError",
     "Report",
+    "check_batched_scores",
     "check_causal_attention",
     "check_causal_mask",
     "check_flash_update",
+    "check_inverted_dropout",
     "check_kv_cache",
     "check_layer_norm",
     "check_multihead_attention",
+    "check_next_token_probabilities",
+    "check_previous_token_score",
+    "check_self_attention",
+    "check_simple_self_attention",
+    "check_softmax",
+    "check_transformer_block",
 ]
 
 #: Largest difference allowed between your output and the package's: the
@@ -678,3 +688,364 @@ def _layer_norm_mistakes(x: Tensor, gain: Tensor, offset: Tensor) -> dict[str, T
 
 def _name(obj: object) -> str:
     return getattr(obj, "__name__", type(obj).__name__)
+
+
+# --- Chapter 3: softmax and self-attention without weights --------------------
+
+
+@_keeps_random_state
+def check_softmax(softmax: Callable[[Tensor], Tensor]) -> Report:
+    """Check ``softmax(scores)``, which turns a 1-D tensor of scores into weights.
+
+    The weights must be positive, sum to 1 and equal ``torch.softmax``; a
+    score of ``-inf`` gets weight 0, and scores in the thousands must not
+    overflow (the stable softmax of chapter 3).
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Softmax")
+    scores = torch.tensor([0.9544, 1.4950, 1.4754, 0.8434, 0.7070, 1.0865])  # chapter 3's
+    out = _output("softmax on 6 scores", partial(softmax, scores), (6,))
+    expected = torch.softmax(scores, dim=0)
+    if not _close(out, expected):
+        mistakes = {
+            "dividing the scores by their sum gives: take exp of each score first": scores
+            / scores.sum(),
+        }
+        raise _fail(_diagnose(out, expected, mistakes, "Your weights"))
+    report.passed.append("equals torch.softmax on chapter 3's scores, and sums to 1")
+    blocked = torch.tensor([2.0, -torch.inf, 1.0])
+    out = _output("softmax on [2, -inf, 1]", partial(softmax, blocked), (3,))
+    if not (_close(out, torch.softmax(blocked, dim=0)) and out[1] == 0):  # exact: exp(-inf) = 0
+        raise _fail(
+            f"softmax([2, -inf, 1]) gave {out.tolist()}; a score of -inf must get weight "
+            f"exactly 0, and the other two share all of the weight."
+        )
+    report.passed.append("gives a score of -inf the weight 0")
+    large = torch.tensor([1000.0, 999.0, 998.0])
+    out = _output("softmax on [1000, 999, 998]", partial(softmax, large), (3,))
+    if not _close(out, torch.softmax(large, dim=0)):
+        raise _fail(
+            f"softmax([1000, 999, 998]) gave {out.tolist()}: exp(1000) overflows float32 to "
+            f"inf. Subtract the largest score from every score before exp; the weights do "
+            f"not change, and no exponent is above 0."
+        )
+    report.passed.append("does not overflow on scores near 1000")
+    return report
+
+
+@_keeps_random_state
+def check_simple_self_attention(attend: Callable[[Tensor], Tensor]) -> Report:
+    """Check ``attend(inputs)``, chapter 3's self-attention without weights.
+
+    ``inputs`` is (T, d); every token's scores are its dot products with every
+    token, a softmax along each row turns them into weights, and the output
+    (T, d) holds each token's weighted sum of all the inputs.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Self-attention without weights")
+    x = toy_inputs()  # (T, d) = (6, 3)
+    out = _output("attend on the six tokens (6, 3)", partial(attend, x), (6, 3))
+    report.passed.append("maps (T, d) inputs to (T, d) context vectors")
+    scores = x @ x.T  # (T, T)
+    expected = torch.softmax(scores, dim=-1) @ x
+    if not _close(out, expected):
+        mistakes = {
+            "a softmax down each column (dim=0) gives: each row of weights, one per "
+            "query, must sum to 1, so use dim=-1": torch.softmax(scores, dim=0) @ x,
+            "weights without a softmax give: turn the scores into weights first": scores @ x,
+            "dividing the scores by their row sums gives: use the softmax": (
+                scores / scores.sum(dim=-1, keepdim=True)
+            )
+            @ x,
+        }
+        raise _fail(_diagnose(out, expected, mistakes, "Your context vectors"))
+    report.passed.append("equals softmax(inputs @ inputs.T) @ inputs")
+    return report
+
+
+# --- Chapter 4: trainable weights ---------------------------------------------
+
+
+@_keeps_random_state
+def check_self_attention(layer_class: Callable[..., nn.Module]) -> Report:
+    """Check a class written like :class:`attention.SelfAttentionV2`.
+
+    Built as ``layer_class(d_in, d_out)``, it keeps ``nn.Linear`` attributes
+    ``W_query``, ``W_key`` and ``W_value`` and maps (T, d_in) to (T, d_out):
+    scaled dot-product attention over all tokens, no mask.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Self-attention with trainable weights")
+    d_in, d_out = 3, 2
+    built = _call(f"{_name(layer_class)}({d_in}, {d_out})", partial(layer_class, d_in, d_out))
+    if not isinstance(built, nn.Module):
+        raise _fail(
+            f"{_name(layer_class)}({d_in}, {d_out}) is a {type(built).__name__}, not an nn.Module."
+        )
+    yours = built
+    torch.manual_seed(789)
+    reference = {n: nn.Linear(d_in, d_out, bias=False) for n in ("W_query", "W_key", "W_value")}
+    for name in ("W_query", "W_key", "W_value"):
+        _copy_linear(
+            reference[name], _linear(getattr(yours, name, None), name, d_in, d_out, "your layer")
+        )
+    report.passed.append("builds from (d_in, d_out), with W_query, W_key and W_value")
+    x = toy_inputs()  # (T, d_in) = (6, 3)
+    with torch.no_grad():
+        out = _output("your layer on the six tokens (6, 3)", partial(yours, x), (6, d_out))
+        report.passed.append("maps (T, d_in) to (T, d_out)")
+        q, k, v = reference["W_query"](x), reference["W_key"](x), reference["W_value"](x)
+        scores = q @ k.T  # (T, T)
+        expected = torch.softmax(scores / math.sqrt(d_out), dim=-1) @ v
+        if not _close(out, expected):
+            mistakes = {
+                "attention gives without the 1/sqrt(d_k) scaling of the scores": torch.softmax(
+                    scores, dim=-1
+                )
+                @ v,
+                "dividing by d_k instead of its square root gives": torch.softmax(
+                    scores / d_out, dim=-1
+                )
+                @ v,
+                "dividing by sqrt(d_in) instead of sqrt(d_k) gives: d_k is the width of "
+                "the keys, d_out": torch.softmax(scores / math.sqrt(d_in), dim=-1) @ v,
+                "a softmax down each column (dim=0) gives: normalise each query's row": (
+                    torch.softmax(scores / math.sqrt(d_out), dim=0) @ v
+                ),
+                "weighting the inputs instead of the values gives: the output is the "
+                "weighted sum of W_value(x)": torch.softmax(scores / math.sqrt(d_out), dim=-1) @ x,
+            }
+            raise _fail(_diagnose(out, expected, mistakes, "Your context vectors"))
+        report.passed.append("gives softmax(Q K^T / sqrt(d_k)) V with the same weights")
+    return report
+
+
+# --- Chapter 6: dropout -------------------------------------------------------
+
+
+@_keeps_random_state
+def check_inverted_dropout(dropout: Callable[[Tensor, float], Tensor]) -> Report:
+    """Check ``dropout(x, p)``, inverted dropout as applied in training.
+
+    Each entry must be zeroed with probability ``p`` and every other entry
+    divided by ``1 - p``, so that the expected value of each entry stays
+    ``x``; ``p = 0`` returns ``x`` unchanged. The draws come from the global
+    generator (seeded here), so the check gives the same verdict every time.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Inverted dropout")
+    torch.manual_seed(0)
+    x = torch.rand(400, 500) + 0.5  # (200,000 entries), none of them 0
+    same = _output("dropout(x, 0.0)", partial(dropout, x, 0.0), tuple(x.shape))
+    if not _close(same, x):
+        hint = " It dropped every entry: keep an entry when rand >= p." if not same.any() else ""
+        raise _fail(
+            f"dropout(x, 0.0) changed x; with p = 0 nothing is dropped and nothing rescaled.{hint}"
+        )
+    report.passed.append("p = 0 leaves x as it is")
+    for p in (0.1, 0.5):
+        out = _output(f"dropout(x, {p})", partial(dropout, x, p), tuple(x.shape))
+        dropped = (out == 0).float().mean().item()  # exact: a dropped entry is set to 0
+        # 200,000 draws: the share dropped lies within 0.01 of p but for odds below 1e-9.
+        if abs(dropped - p) > 0.01:
+            hint = (
+                " It drops with probability 1 - p: keep an entry when rand >= p."
+                if abs(dropped - (1 - p)) < 0.01
+                else ""
+            )
+            raise _fail(
+                f"dropout(x, {p}) zeroed {dropped:.3f} of the entries; expected about {p}.{hint}"
+            )
+        kept = out != 0
+        ratio = out[kept] / x[kept]
+        if not torch.allclose(ratio, torch.full_like(ratio, 1 / (1 - p)), rtol=1e-5, atol=0.0):
+            if torch.allclose(ratio, torch.ones_like(ratio), rtol=1e-5, atol=0.0):
+                why = "they kept their value: divide them by 1 - p"
+            elif torch.allclose(ratio, torch.full_like(ratio, 1 - p), rtol=1e-5, atol=0.0):
+                why = "they were multiplied by 1 - p: divide by it instead"
+            else:
+                why = f"they were multiplied by {ratio.mean().item():.3f}"
+            raise _fail(
+                f"With p = {p}, the entries dropout kept should be x / (1 - p) = "
+                f"{1 / (1 - p):.3f} x; {why}. Then every entry keeps its expected value."
+            )
+    report.passed.append("drops a share p of the entries, for p = 0.1 and 0.5")
+    report.passed.append("divides every kept entry by 1 - p")
+    return report
+
+
+# --- Chapter 7: batches --------------------------------------------------------
+
+
+@_keeps_random_state
+def check_batched_scores(scores: Callable[[Tensor, Tensor], Tensor]) -> Report:
+    """Check ``scores(queries, keys)`` for a batch: (B, T, D) and (B, T, D) to (B, T, T).
+
+    Entry ``[b, i, j]`` is the dot product of query i and key j of sequence
+    b, and no sequence's scores use another sequence's tokens.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Attention scores for a batch")
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 5, 4), torch.randn(2, 5, 4)  # (B, T, D)
+    out = _output("scores on (2, 5, 4) queries and keys", partial(scores, q, k), (2, 5, 5))
+    report.passed.append("maps (B, T, D) queries and keys to (B, T, T) scores")
+    expected = torch.stack([q[b] @ k[b].T for b in range(2)])  # one sequence at a time
+    if not _close(out, expected):
+        mistakes = {
+            "keys @ queries gives: queries first, so that row i belongs to query i": (
+                k @ q.transpose(1, 2)
+            ),
+        }
+        raise _fail(_diagnose(out, expected, mistakes, "Your scores"))
+    report.passed.append("equals queries[b] @ keys[b].T for every sequence b")
+    return report
+
+
+# --- Chapter 9: from context vectors to logits ---------------------------------
+
+
+@_keeps_random_state
+def check_next_token_probabilities(next_probs: Callable[[Tensor], Tensor]) -> Report:
+    """Check ``next_probs(logits)``: (B, T, V) logits to (B, V) next-token probabilities.
+
+    The prediction for the token after a sequence is the softmax of the
+    logits at its last position.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Next-token probabilities")
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 7) * 3.0  # (B, T, V)
+    out = _output("next_probs on (2, 4, 7) logits", partial(next_probs, logits), (2, 7))
+    expected = torch.softmax(logits[:, -1], dim=-1)
+    if not _close(out, expected):
+        mistakes = {
+            "the first position's logits give: the prediction after the whole "
+            "sequence comes from the last position, logits[:, -1]": torch.softmax(
+                logits[:, 0], dim=-1
+            ),
+            "the raw logits give: a softmax over the vocabulary turns them into "
+            "probabilities": logits[:, -1],
+            "averaging over the positions gives: use the last position only": torch.softmax(
+                logits.mean(dim=1), dim=-1
+            ),
+        }
+        raise _fail(_diagnose(out, expected, mistakes, "Your probabilities"))
+    report.passed.append("is the softmax of the last position's logits, summing to 1 per sequence")
+    return report
+
+
+# --- Chapter 11: the transformer block -----------------------------------------
+
+
+@_keeps_random_state
+def check_transformer_block(block_class: Callable[..., nn.Module]) -> Report:
+    """Check a class written like :class:`attention.gpt.TransformerBlock`.
+
+    Built as ``block_class(cfg)`` from a small :class:`attention.gpt.GPTConfig`
+    (dropout 0), it must hold the book's sub-layers under the book's names
+    (``att``, ``ff``, ``norm1``, ``norm2``), so that it can load the weights
+    of the package's block, and compute the pre-norm block
+    ``x + att(norm1(x))``, then ``x + ff(norm2(x))``.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Transformer block")
+    cfg = GPTConfig(
+        vocab_size=16, context_length=6, emb_dim=8, n_heads=2, n_layers=1, drop_rate=0.0
+    )
+    torch.manual_seed(0)
+    reference = TransformerBlock(cfg).eval()
+    with torch.no_grad():  # learned-looking norms, so that a missing norm shows
+        for norm in (reference.norm1, reference.norm2):
+            norm.scale.uniform_(0.5, 1.5)
+            norm.shift.uniform_(-0.5, 0.5)
+    built = _call(f"{_name(block_class)}(cfg)", partial(block_class, cfg))
+    if not isinstance(built, nn.Module):
+        raise _fail(f"{_name(block_class)}(cfg) is a {type(built).__name__}, not an nn.Module.")
+    yours = built.eval()
+    try:
+        yours.load_state_dict(reference.state_dict())
+    except RuntimeError as exc:
+        raise _fail(
+            "Your block could not load the package's weights; name its parts as the "
+            f"book does (att, ff, norm1, norm2). PyTorch says: {exc}"
+        ) from exc
+    report.passed.append("holds att, ff, norm1 and norm2, and loads the package's weights")
+    x = torch.randn(2, 6, 8)  # (B, T, C)
+    with torch.no_grad():
+        out = _output("your block on a (2, 6, 8) batch", partial(yours, x), (2, 6, 8))
+        expected = reference(x)
+        if not _close(out, expected):
+            r = reference
+            after_att = x + r.att(r.norm1(x))
+            post_norm_att = r.norm1(x + r.att(x))
+            mistakes = {
+                "a post-norm block gives (normalising after each shortcut, as the "
+                "original transformer did): normalise the input of each sub-layer, "
+                "x + att(norm1(x))": r.norm2(post_norm_att + r.ff(post_norm_att)),
+                "a block without shortcuts gives: add each sub-layer's output to its input": r.ff(
+                    r.norm2(r.att(r.norm1(x)))
+                ),
+                "a block whose shortcuts skip from the input of the block gives: the "
+                "second shortcut starts from the output of the first": x + r.ff(r.norm2(after_att)),
+                "using norm1 before both sub-layers gives: the feed-forward network has "
+                "its own, norm2": after_att + r.ff(r.norm1(after_att)),
+            }
+            raise _fail(_diagnose(out, expected, mistakes, "Your block's output"))
+        report.passed.append("computes x + att(norm1(x)), then x + ff(norm2(x))")
+    return report
+
+
+# --- Chapter 12: what a head does ------------------------------------------------
+
+
+@_keeps_random_state
+def check_previous_token_score(score: Callable[[Tensor], Tensor]) -> Report:
+    """Check ``score(weights)``: (..., T, T) attention weights to (...) scores.
+
+    The score is the average weight that each query from position 1 on puts
+    on the token just before it, as
+    :func:`attention.induction_scores.previous_token_score` computes it.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Previous-token score")
+    back = torch.eye(5).roll(-1, dims=1).tril()  # (T, T): every query on the token before
+    back[0, 0] = 1.0  # token 0 has no token before it: it looks at itself
+    out = _output("score on a head that always looks one back", partial(score, back), ())
+    if not _close(out, torch.tensor(1.0)):
+        raise _fail(
+            f"A head that always looks one token back should score 1; yours gives "
+            f"{out.item():.3f}. Average w[t, t - 1] over the queries t = 1 .. T - 1 (the "
+            f"diagonal just below the main one); token 0 has no previous token."
+        )
+    report.passed.append("scores 1 for a head that always looks one token back")
+    torch.manual_seed(0)
+    raw = torch.randn(2, 3, 5, 5).masked_fill(causal_mask(5), -torch.inf)
+    weights = torch.softmax(raw, dim=-1)  # (N, H, T, T), causal
+    out = _output("score on (2, 3, 5, 5) weights", partial(score, weights), (2, 3))
+    expected = previous_token_score(weights)
+    if not _close(out, expected):
+        gap = (out - expected).abs().max().item()
+        raise _fail(
+            f"On a batch of 2 x 3 heads your scores differ from the package's by up to "
+            f"{gap:.2e}; take the diagonal below the main one of the last two dimensions "
+            f"(diagonal(offset=-1, dim1=-2, dim2=-1)) and average it, one score per matrix."
+        )
+    report.passed.append("equals the package's score on a batch of heads, one per matrix")
+    return report
