@@ -25,6 +25,7 @@ from attention.dropout import inverted_dropout
 from attention.exercises import (
     ExerciseError,
     Report,
+    check_additive_attention,
     check_batched_scores,
     check_causal_attention,
     check_causal_mask,
@@ -37,12 +38,15 @@ from attention.exercises import (
     check_previous_token_score,
     check_self_attention,
     check_simple_self_attention,
+    check_soft_lookup,
     check_softmax,
     check_transformer_block,
 )
 from attention.gpt import FeedForward, LayerNorm, TransformerBlock
 from attention.induction_scores import previous_token_score
 from attention.kv_cache import LayerKV
+from attention.lookup import soft_lookup
+from attention.rnn import AdditiveAttention
 
 # --- masks ---------------------------------------------------------------------
 
@@ -509,3 +513,70 @@ def test_previous_token_score_checker() -> None:
         check_previous_token_score(lambda w: w.diagonal(0, -2, -1).mean(-1))
     with pytest.raises(ExerciseError, match="average it, one score per matrix"):
         check_previous_token_score(lambda w: w.diagonal(-1, -2, -1)[..., 0])  # query 1 only
+
+
+# --- chapters 1 and 2 ----------------------------------------------------------
+
+
+def reader_lookup(query, keys, values, temperature):
+    scores = -((keys - query) ** 2).sum(dim=-1)
+    return torch.softmax(scores / temperature, dim=-1) @ values
+
+
+@pytest.mark.parametrize(
+    ("lookup", "message"),
+    [
+        (lambda q, k, v, t: torch.softmax(k @ q / t, dim=-1) @ v, "the dot product as the score"),
+        (lambda q, k, v, t: reader_lookup(q, k, v, 1 / t), "multiplying by the temperature"),
+        (lambda q, k, v, t: v[((k - q) ** 2).sum(-1).argmin()], "that is the hard lookup"),
+    ],
+)
+def test_soft_lookup_checker(lookup, message) -> None:
+    assert len(check_soft_lookup(reader_lookup).passed) == 1
+    assert (
+        len(check_soft_lookup(lambda q, k, v, t: soft_lookup(q, k, v, temperature=t).value).passed)
+        == 1
+    )
+    with pytest.raises(ExerciseError, match=message):
+        check_soft_lookup(lookup)
+
+
+class ReaderAdditive(nn.Module):
+    def __init__(self, query_size, key_size, attention_size, mistake=None) -> None:
+        super().__init__()
+        self.W_s = nn.Linear(query_size, attention_size)
+        self.W_h = nn.Linear(key_size, attention_size, bias=mistake == "bias")
+        self.v = nn.Linear(attention_size, 1, bias=False)
+        self.mistake = mistake
+
+    def forward(self, query, keys):
+        hidden = self.W_s(query)[:, None, :] + self.W_h(keys)
+        if self.mistake != "no-tanh":
+            hidden = torch.tanh(hidden)
+        weights = torch.softmax(self.v(hidden).squeeze(-1), dim=-1)
+        values = self.W_h(keys) if self.mistake == "projected" else keys
+        return (weights[:, None, :] @ values).squeeze(1), weights
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ("no-tanh", "scores without the tanh"),
+        ("bias", r"W_h has no bias"),
+        ("projected", r"shape \(2, 5\); expected \(2, 6\)"),
+    ],
+)
+def test_additive_attention_checker(mistake, message) -> None:
+    assert len(check_additive_attention(AdditiveAttention).passed) == 4
+    assert len(check_additive_attention(ReaderAdditive).passed) == 4
+    with pytest.raises(ExerciseError, match=message):
+        check_additive_attention(lambda *sizes: ReaderAdditive(*sizes, mistake=mistake))
+
+
+def test_a_report_reads_as_a_list() -> None:
+    report = check_causal_mask(good_mask)
+    assert repr(report) == str(report)
+    assert (
+        str(report).splitlines()[0]
+        == "✓ returns a (T, T) tensor of booleans for every T from 1 to 8"
+    )

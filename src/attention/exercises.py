@@ -41,12 +41,14 @@ from attention.gpt import GPTConfig, TransformerBlock
 from attention.induction_scores import previous_token_score
 from attention.kv_cache import LayerKV, cached_attention
 from attention.multihead import MultiHeadAttention
+from attention.rnn import AdditiveAttention
 from attention.toy import toy_inputs
 
 __all__ = [
     "ATOL",
     "ExerciseError",
     "Report",
+    "check_additive_attention",
     "check_batched_scores",
     "check_causal_attention",
     "check_causal_mask",
@@ -59,6 +61,7 @@ __all__ = [
     "check_previous_token_score",
     "check_self_attention",
     "check_simple_self_attention",
+    "check_soft_lookup",
     "check_softmax",
     "check_transformer_block",
 ]
@@ -76,7 +79,7 @@ class ExerciseError(AssertionError):
     """Your code broke a property the package's own version has; the message says which."""
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     """The properties your code was checked for, all of which held."""
 
@@ -87,9 +90,7 @@ class Report:
         lines = [f"✓ {p}" for p in self.passed]
         return "\n".join([*lines, f"All {len(self.passed)} checks passed."])
 
-    def _repr_markdown_(self) -> str:
-        items = "\n".join(f"- ✓ {p}" for p in self.passed)
-        return f"**{self.exercise}**: all {len(self.passed)} checks passed.\n\n{items}"
+    __repr__ = __str__  # a notebook shows the list, not the dataclass
 
 
 def _keeps_random_state(check: _Check) -> _Check:
@@ -1048,4 +1049,118 @@ def check_previous_token_score(score: Callable[[Tensor], Tensor]) -> Report:
             f"(diagonal(offset=-1, dim1=-2, dim2=-1)) and average it, one score per matrix."
         )
     report.passed.append("equals the package's score on a batch of heads, one per matrix")
+    return report
+
+
+# --- Chapters 1 and 2: additive attention and the soft lookup ---------------------
+
+
+@_keeps_random_state
+def check_soft_lookup(lookup: Callable[[Tensor, Tensor, Tensor, float], Tensor]) -> Report:
+    """Check ``lookup(query, keys, values, temperature)``, chapter 2's soft lookup.
+
+    ``query`` is (d_k,), ``keys`` (N, d_k), ``values`` (N, d_v); the scores
+    are minus the squared distances from the query to the keys, divided by the
+    temperature, a softmax turns them into weights, and the result (d_v,) is
+    the weighted sum of the values, as :func:`attention.lookup.soft_lookup`.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Soft lookup")
+    torch.manual_seed(0)
+    keys, values = torch.rand(8, 3), torch.rand(8, 2)  # (N, d_k), (N, d_v)
+    query = torch.tensor([0.6, 0.2, 0.4])  # (d_k,)
+    for temperature in (1.0, 0.1):
+        what = f"lookup(query, keys, values, {temperature})"
+        out = _output(what, partial(lookup, query, keys, values, temperature), (2,))
+        distance = -((keys - query) ** 2).sum(dim=-1)  # (N,)
+        expected = torch.softmax(distance / temperature, dim=-1) @ values
+        if not _close(out, expected):
+            mistakes = {
+                "the dot product as the score gives: this lookup scores by minus the "
+                "squared distance, largest for the key nearest the query": torch.softmax(
+                    keys @ query / temperature, dim=-1
+                )
+                @ values,
+                "plus the squared distance gives: a larger distance must mean a "
+                "smaller score, so negate it": torch.softmax(-distance / temperature, dim=-1)
+                @ values,
+                "multiplying by the temperature gives: divide the scores by it": torch.softmax(
+                    distance * temperature, dim=-1
+                )
+                @ values,
+                "the value of the nearest key alone gives: that is the hard lookup; "
+                "blend every value by its softmax weight": values[distance.argmax()],
+            }
+            raise _fail(
+                _diagnose(out, expected, mistakes, f"At temperature {temperature} your value")
+            )
+    report.passed.append("blends the values by softmax(-distance / temperature), at 1 and 0.1")
+    return report
+
+
+@_keeps_random_state
+def check_additive_attention(layer_class: Callable[..., nn.Module]) -> Report:
+    """Check a class written like :class:`attention.rnn.AdditiveAttention`.
+
+    Built as ``layer_class(query_size, key_size, attention_size)``, it keeps
+    ``nn.Linear`` attributes ``W_s`` (query_size to A, with bias), ``W_h``
+    (key_size to A, no bias) and ``v`` (A to 1, no bias); called on a query
+    (B, query_size) and encoder states (B, S, key_size) it returns
+    ``(context, weights)`` with ``e_j = v^T tanh(W_s s + W_h h_j)``, weights
+    the softmax of the scores over the S positions, and the context their
+    weighted sum of the states.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    report = Report("Additive attention")
+    sizes = (4, 6, 5)  # query_size, key_size, attention_size
+    torch.manual_seed(0)
+    reference = AdditiveAttention(*sizes).eval()
+    built = _call(f"{_name(layer_class)}(4, 6, 5)", partial(layer_class, *sizes))
+    if not isinstance(built, nn.Module):
+        raise _fail(f"{_name(layer_class)}(4, 6, 5) is a {type(built).__name__}, not an nn.Module.")
+    yours = built.eval()
+    for name, d_in, d_out in (("W_s", 4, 5), ("W_h", 6, 5), ("v", 5, 1)):
+        mine = _linear(getattr(yours, name, None), name, d_in, d_out, "your layer")
+        if (mine.bias is None) != (getattr(reference, name).bias is None):
+            has = "has a" if name == "W_s" else "has no"
+            raise _fail(
+                f"In the book's formula {name} {has} bias: nn.Linear(..., bias={name == 'W_s'})."
+            )
+        _copy_linear(getattr(reference, name), mine)
+    report.passed.append("builds from (query_size, key_size, attention_size), with W_s, W_h and v")
+    query, keys = torch.randn(2, 4), torch.randn(2, 7, 6)  # (B, query_size), (B, S, key_size)
+    with torch.no_grad():
+        pair = _call(
+            "your layer on a query (2, 4) and states (2, 7, 6)", partial(yours, query, keys)
+        )
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise _fail(f"Your layer returned {type(pair).__name__}; expected (context, weights).")
+        context, weights = pair
+        for name, got, shape in (("context", context, (2, 6)), ("weights", weights, (2, 7))):
+            if not isinstance(got, Tensor) or tuple(got.shape) != shape:
+                found = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+                raise _fail(f"Your layer returned {name} of shape {found}; expected {shape}.")
+        report.passed.append("returns a context (B, key_size) and weights (B, S)")
+        want_context, want_weights = reference(query, keys)
+        hidden = reference.W_s(query)[:, None, :] + reference.W_h(keys)  # (B, S, A)
+        if not _close(weights, want_weights):
+            mistakes = {
+                "scores without the tanh give: e_j = v^T tanh(W_s s + W_h h_j)": torch.softmax(
+                    reference.v(hidden).squeeze(-1), dim=-1
+                ),
+                "the scores without a softmax give: the weights must be positive and "
+                "sum to 1 over the S positions": reference.v(torch.tanh(hidden)).squeeze(-1),
+            }
+            raise _fail(_diagnose(weights, want_weights, mistakes, "Your weights"))
+        report.passed.append("weights: the softmax over the positions of v^T tanh(W_s s + W_h h_j)")
+        if not _close(context, want_context):
+            raise _fail(
+                "Your weights are right but the context is not: it is the weighted sum of "
+                "the encoder states themselves, sum_j a_j h_j, (B, 1, S) @ (B, S, key_size)."
+            )
+        report.passed.append("context: the weighted sum of the encoder states")
     return report
