@@ -67,3 +67,40 @@ def test_no_possessive_after_a_quoted_word(chapter):
 
 def test_the_quote_check_can_see_a_possessive():
     assert QUOTED_POSSESSIVE.findall(_prose('It is "Your"\'s value; `"x"\'s` is code.')) == ["\"'s"]
+
+
+# A check in a visible cell stands between the reader and the line the passage
+# is about. A visible cell keeps at most one, a check the reader learns from
+# (the book's number, the one equivalence the passage shows); the others run
+# in cells whose input the page hides, so the build still stops on a wrong
+# number. The whole book keeps fewer than VISIBLE_CHECKS_MAX.
+VISIBLE_CHECKS_MAX = 60
+CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", flags=re.S | re.M)
+HIDDEN = re.compile(r"^:tags:.*\b(remove-cell|remove-input|hide-input)\b", flags=re.M)
+CHECK = re.compile(r"^\s*(assert\b|torch\.testing\.assert_close\()", flags=re.M)
+
+
+def visible_checks(text: str) -> list[int]:
+    """The number of check lines in each visible code cell of a chapter."""
+    return [len(CHECK.findall(body)) for body in CELL.findall(text) if not HIDDEN.search(body)]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_a_visible_cell_shows_at_most_one_check(chapter):
+    counts = visible_checks(chapter.read_text(encoding="utf-8"))
+    assert max(counts, default=0) <= 1, f"a visible cell holds {max(counts)} checks"
+
+
+def test_the_book_shows_few_checks():
+    total = sum(sum(visible_checks(p.read_text(encoding="utf-8"))) for p in CHAPTERS)
+    assert total < VISIBLE_CHECKS_MAX
+
+
+def test_the_check_counter_sees_visible_cells_only():
+    sample = (
+        "```{code-cell} ipython3\nx = 1\nassert x == 1\nassert x > 0\n```\n"
+        "```{code-cell} ipython3\n:tags: [remove-cell]\n\nassert x\n```\n"
+        "```{code-cell} ipython3\n:tags: [hide-input]\n\nassert x\n```\n"
+        "```{code-cell} ipython3\ntorch.testing.assert_close(a, b, atol=0, rtol=0)\n```\n"
+    )
+    assert visible_checks(sample) == [2, 1]

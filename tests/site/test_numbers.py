@@ -8,9 +8,9 @@ page formats it, for both builds, and the two must read the same.
 
 A few numbers measure the machine that built the page rather than a fact
 about attention: timings, the size of a rounding error, memory as the
-allocator counts it, the installed torch, and what a model learned while the
-page was built (training amplifies a last-bit difference in one step into a
-visible one a few hundred steps later). Those are declared below, each with
+allocator counts it, the installed torch, counts of random draws, and what
+a model learned while the page was built (training amplifies a last-bit
+difference in one step into a visible one a few hundred steps later). Those are declared below, each with
 its reason, and left out; a declaration that names no number on its page
 fails, so the register cannot go stale.
 """
@@ -35,6 +35,7 @@ TIMING = "a timing"
 ROUNDING = "the size of a rounding error"
 ALLOCATOR = "memory as the allocator reports it"
 VERSION = "the installed torch"
+SAMPLED = "a count of random draws (a last-bit change in a probability can move a draw)"
 EVERY = "*"  # every number on the page
 
 MEASURED: dict[str, dict[str, str]] = {
@@ -49,6 +50,7 @@ MEASURED: dict[str, dict[str, str]] = {
         "speedup": TIMING,
         "torch-version": VERSION,
     },
+    "09-from-context-vectors-to-logits": {"draw-drift": SAMPLED},
     "10-layer-normalisation": {
         "leftover-mean": ROUNDING,
         "ln-var-gap": ROUNDING,
