@@ -154,8 +154,8 @@ def _forward_tiles(
 
     Two shortcuts change no result. The exponentials are powers of 2:
     ``exp(x) = 2 ** (x log2(e))``, so ``log2(e)`` joins the ``1 / sqrt(D)``
-    scale of the queries and ``exp2`` (several times cheaper than ``exp`` on a
-    CPU) does the rest; the log-sum-exp comes out in base 2 as well. And no
+    scale of the queries and ``exp2`` (on the x86 CPUs measured, 1.3 to 1.9
+    times as fast as ``exp``) does the rest; the log-sum-exp comes out in base 2 as well. And no
     autograd runs here, so each tile of scores turns into its exponentials in
     place.
 
