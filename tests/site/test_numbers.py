@@ -10,9 +10,9 @@ A few numbers measure the machine that built the page rather than a fact
 about attention: timings, the size of a rounding error, memory as the
 allocator counts it, the installed torch, counts of random draws, and what
 a model learned while the page was built (training amplifies a last-bit
-difference in one step into a visible one a few hundred steps later). Those are declared below, each with
-its reason, and left out; a declaration that names no number on its page
-fails, so the register cannot go stale.
+difference in one step into a visible one a few hundred steps later). Those
+are declared below, each with its reason, and left out; a declaration that
+names no number on its page fails, so the register cannot go stale.
 """
 
 from __future__ import annotations
