@@ -56,7 +56,12 @@ MEASURED: dict[str, dict[str, str]] = {
         "ln-var-gap": ROUNDING,
         "torch-gap": ROUNDING,
     },
-    "11-the-transformer-block": {"seconds-cached": TIMING, "seconds-plain": TIMING},
+    "11-the-transformer-block": {
+        "seconds-cached": TIMING,
+        "seconds-plain": TIMING,
+        "swap-still": ROUNDING,
+        "spread-rope": ROUNDING,
+    },
     "12-why-attention-works": {EVERY: TRAINED},
     "13-attention-at-scale": {
         "err-naive": ROUNDING,
