@@ -91,6 +91,11 @@ def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
     Returns:
         Output for the new tokens, shape (B, T, C).
     """
+    if not att.causal or att.d_context != att.d_in:
+        raise ValueError(
+            "cached_attention needs a causal self-attention layer (causal=True, no "
+            f"d_context); got causal={att.causal}, d_context={att.d_context}, d_in={att.d_in}"
+        )
     b, num_tokens, _ = x.shape
     past = kv.length
     if past + num_tokens > att.context_length:

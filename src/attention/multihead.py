@@ -124,10 +124,19 @@ class MultiHeadAttention(nn.Module):
             numbers (to float rounding) with dropout off; with dropout on they
             draw different random masks. With ``"sdpa"`` the layer keeps no
             mask buffer: the kernel applies the causal mask itself.
+        causal: Block every key after its query (default ``True``, the
+            book's decoder layer). ``False`` lets every token see every token,
+            as an encoder's self-attention does, and is needed for
+            cross-attention.
+        d_context: Width of the tokens that keys and values are made from in
+            cross-attention (``forward(x, context=...)``). Default: ``None``,
+            meaning ``d_in``: self-attention, or cross-attention from a
+            sequence as wide as ``x``.
 
     Attributes:
         W_query: ``nn.Linear(d_in, d_out)``, all heads' queries at once.
-        W_key: Likewise for keys, created after ``W_query``.
+        W_key: ``nn.Linear(d_context, d_out)`` for keys, created after
+            ``W_query`` (``d_context`` is ``d_in`` unless given).
         W_value: Likewise for values, created after ``W_key``.
         out_proj: ``nn.Linear(d_out, d_out)`` with bias, mixing the heads.
         dropout: The ``nn.Dropout`` on the weights.
@@ -138,9 +147,12 @@ class MultiHeadAttention(nn.Module):
             ``padding_mask``, or after switching ``impl`` to ``"manual"``).
 
     Unlike ``nn.MultiheadAttention``, which takes every mask as an argument of
-    each call, the book's layer is always causal and keeps its mask as a
+    each call, the book's layer is causal by default and keeps its mask as a
     buffer, as chapter 5 teaches; checkpoints saved while that buffer was
-    persistent still load (their ``"mask"`` entry is ignored).
+    persistent still load (their ``"mask"`` entry is ignored). With
+    ``causal=False`` and ``forward(x, context=c)`` it is the cross-attention
+    of an encoder-decoder transformer, equal to ``nn.MultiheadAttention``
+    called with ``query=x`` and ``key=value=c``.
 
     Example:
         >>> import torch
@@ -163,9 +175,13 @@ class MultiHeadAttention(nn.Module):
         qkv_bias: bool = False,
         *,
         impl: Impl = "manual",
+        causal: bool = True,
+        d_context: int | None = None,
     ) -> None:
         super().__init__()
         self.d_in = _checks.positive_int("d_in", d_in)
+        self.causal = _checks.flag("causal", causal)
+        self.d_context = d_in if d_context is None else _checks.positive_int("d_context", d_context)
         self.d_out = _checks.positive_int("d_out", d_out)
         self.context_length = _checks.positive_int("context_length", context_length)
         self.num_heads = _checks.positive_int("num_heads", num_heads)
@@ -181,12 +197,12 @@ class MultiHeadAttention(nn.Module):
         self.impl: Impl = impl
         self.head_dim = d_out // num_heads
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(self.d_context, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(self.d_context, d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)
         self.dropout = nn.Dropout(p)
         mask = None  # (context_length, context_length) floats, built only where read
-        if impl == "manual":
+        if impl == "manual" and causal:
             mask = torch.triu(torch.ones(context_length, context_length), diagonal=1)
         self.register_buffer("mask", mask, persistent=False)
         self.register_load_state_dict_pre_hook(_ignore_saved_mask)  # type: ignore[no-untyped-call]
@@ -196,28 +212,53 @@ class MultiHeadAttention(nn.Module):
         self,
         x: Tensor,
         *,
+        context: Tensor | None = None,
         padding_mask: Tensor | None = None,
         return_weights: Literal[False] = False,
     ) -> Tensor: ...
     @overload
     def forward(
-        self, x: Tensor, *, padding_mask: Tensor | None = None, return_weights: Literal[True]
+        self,
+        x: Tensor,
+        *,
+        context: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        return_weights: Literal[True],
     ) -> tuple[Tensor, Tensor]: ...
+    @overload
     def forward(
-        self, x: Tensor, *, padding_mask: Tensor | None = None, return_weights: bool = False
+        self,
+        x: Tensor,
+        *,
+        context: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        return_weights: bool,
+    ) -> Tensor | tuple[Tensor, Tensor]: ...
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        context: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        return_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attend with every head at once, then mix the heads.
 
         Args:
-            x: Tokens, shape (B, T, d_in) with T <= context_length.
-            padding_mask: Optional (B, T) bool, ``True`` where a token is
-                padding. A query that can see only padding gets zero weights.
+            x: Tokens, shape (B, T, d_in) with T <= context_length; the
+                queries come from them.
+            context: For cross-attention, the tokens that keys and values come
+                from, shape (B, S, d_context); needs ``causal=False``. Default:
+                ``None``, self-attention (keys and values from ``x``).
+            padding_mask: Optional (B, S) bool, ``True`` where a key's token is
+                padding (S = T in self-attention). A query that can see only
+                padding gets zero weights.
             return_weights: Also return the attention weights (after dropout);
                 needs ``impl="manual"``. Default: ``False``.
 
         Returns:
             Output (B, T, d_out); with ``return_weights=True`` the pair
-            ``(output, weights)``, weights of shape (B, H, T, T).
+            ``(output, weights)``, weights of shape (B, H, T, S).
         """
         _checks.flag("return_weights", return_weights)
         if return_weights and self.impl != "manual":
@@ -233,34 +274,72 @@ class MultiHeadAttention(nn.Module):
             parameter=self.W_query.weight,
             context_length=self.context_length,
         )
+        source = self._source(x, context)  # keys and values come from here: (B, S, d_context)
         if self.impl == "sdpa":
-            fast: Tensor = self.out_proj(self._sdpa(x, padding_mask))  # (B, T, C)
+            fast: Tensor = self.out_proj(self._sdpa(x, source, padding_mask))  # (B, T, C)
             return fast
 
         b, num_tokens, _ = x.shape
-        blocked = blocked_positions(self.mask, num_tokens, padding_mask, x)  # (T, T) or (B, T, T)
-        if blocked.dim() == 3:
-            blocked = blocked[:, None]  # (B, 1, T, T): the same mask for every head
+        blocked = self._blocked(x, source, padding_mask)  # (T, T), (B, 1, T, S) or None
         queries = self._split_heads(self.W_query(x))  # (B, H, T, D)
-        keys = self._split_heads(self.W_key(x))  # (B, H, T, D)
-        values = self._split_heads(self.W_value(x))  # (B, H, T, D)
+        keys = self._split_heads(self.W_key(source))  # (B, H, S, D)
+        values = self._split_heads(self.W_value(source))  # (B, H, S, D)
 
-        scores = queries @ keys.transpose(2, 3)  # (B, H, T, D) @ (B, H, D, T) -> (B, H, T, T)
-        weights = masked_softmax(scores / keys.shape[-1] ** 0.5, blocked)  # (B, H, T, T)
+        scores = queries @ keys.transpose(2, 3)  # (B, H, T, D) @ (B, H, D, S) -> (B, H, T, S)
+        weights = masked_softmax(scores / keys.shape[-1] ** 0.5, blocked)  # (B, H, T, S)
         weights = self.dropout(weights)
-        context = weights @ values  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+        mixed = weights @ values  # (B, H, T, S) @ (B, H, S, D) -> (B, H, T, D)
 
-        context = context.transpose(1, 2)  # (B, T, H, D)
-        context = context.contiguous().view(b, num_tokens, self.d_out)  # (B, T, C)
-        output = self.out_proj(context)  # (B, T, C)
+        mixed = mixed.transpose(1, 2)  # (B, T, H, D)
+        mixed = mixed.contiguous().view(b, num_tokens, self.d_out)  # (B, T, C)
+        output = self.out_proj(mixed)  # (B, T, C)
         return (output, weights) if return_weights else output
+
+    def _source(self, x: Tensor, context: Tensor | None) -> Tensor:
+        """The tokens keys and values are made from: ``x``, or a checked ``context``."""
+        if context is None:
+            if self.d_context != self.d_in:
+                raise ValueError(
+                    f"this layer makes keys and values from d_context={self.d_context} "
+                    f"features, but x has d_in={self.d_in}: pass the other sequence as "
+                    f"context= (cross-attention)"
+                )
+            return x
+        if self.causal:
+            raise ValueError(
+                "context= (cross-attention) needs a layer built with causal=False: a "
+                "causal mask orders the queries and keys of one sequence, and here they "
+                "come from two"
+            )
+        c = _checks.floating("context", context, ranks=(3,), layout="(B, S, d_context)")
+        _checks.last_dim("context", c, self.d_context, "d_context")
+        _checks.matches_parameters("context", c, self.W_key.weight)
+        if c.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"context must have the batch size of x, {x.shape[0]}, got {c.shape[0]} "
+                f"(context has shape {tuple(c.shape)})"
+            )
+        return c
+
+    def _blocked(self, x: Tensor, source: Tensor, padding_mask: Tensor | None) -> Tensor | None:
+        """True where a query may not look: (T, T), (B, 1, T, S), (B, 1, 1, S) or None."""
+        if self.causal:
+            blocked = blocked_positions(
+                self.mask, x.shape[1], padding_mask, x
+            )  # (T, T) or (B, T, T)
+            return blocked[:, None] if blocked.dim() == 3 else blocked  # one mask for every head
+        if padding_mask is None:
+            return None  # every query sees every key
+        b, num_keys = source.shape[0], source.shape[1]
+        pad = _checks.padding_mask("padding_mask", padding_mask, b, num_keys, x.device)
+        return pad[:, None, None, :]  # (B, 1, 1, S): blocked for every head and query
 
     def _split_heads(self, t: Tensor) -> Tensor:
         b, num_tokens, _ = t.shape
         t = t.view(b, num_tokens, self.num_heads, self.head_dim)  # (B, T, C) -> (B, T, H, D)
         return t.transpose(1, 2)  # (B, H, T, D)
 
-    def _sdpa(self, x: Tensor, padding_mask: Tensor | None) -> Tensor:
+    def _sdpa(self, x: Tensor, source: Tensor, padding_mask: Tensor | None) -> Tensor:
         """The fast path: the heads' merged context (B, T, C), before ``out_proj``.
 
         The same maths as the manual path, in fewer and larger operations: one
@@ -273,6 +352,11 @@ class MultiHeadAttention(nn.Module):
         the weights.
         """
         b, num_tokens, _ = x.shape
+        if source is not x:  # cross-attention: queries and keys from two sequences
+            queries = self._split_heads(self.W_query(x))  # (B, H, T, D)
+            keys = self._split_heads(self.W_key(source))  # (B, H, S, D)
+            values = self._split_heads(self.W_value(source))  # (B, H, S, D)
+            return self._sdpa_heads(queries, keys, values, x, source, padding_mask)
         weight = torch.cat((self.W_query.weight, self.W_key.weight, self.W_value.weight))
         bias = None
         if self.W_query.bias is not None:
@@ -285,20 +369,33 @@ class MultiHeadAttention(nn.Module):
             # enough to repay this copy; its forward pass reads the view as fast.
             heads = heads.contiguous()
         queries, keys, values = heads.unbind(0)  # 3 x (B, H, T, D)
+        return self._sdpa_heads(queries, keys, values, x, source, padding_mask)
+
+    def _sdpa_heads(
+        self,
+        queries: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        x: Tensor,
+        source: Tensor,
+        padding_mask: Tensor | None,
+    ) -> Tensor:
+        """``F.scaled_dot_product_attention`` on split heads; the merged (B, T, C)."""
+        b, num_tokens, _ = x.shape
         p = self.dropout.p if self.training else 0.0
-        if padding_mask is None:
+        blocked = None if padding_mask is None else self._blocked(x, source, padding_mask)
+        if blocked is None:
             # The kernel builds the causal mask itself, which lets it skip work.
-            context = F.scaled_dot_product_attention(
-                queries, keys, values, dropout_p=p, is_causal=True
+            mixed = F.scaled_dot_product_attention(
+                queries, keys, values, dropout_p=p, is_causal=self.causal
             )  # (B, H, T, D)
         else:
-            blocked = blocked_positions(self.mask, num_tokens, padding_mask, x)[:, None]
             # SDPA's boolean mask means the opposite of ours: True = may attend.
-            context = F.scaled_dot_product_attention(
+            mixed = F.scaled_dot_product_attention(
                 queries, keys, values, attn_mask=~blocked, dropout_p=p
-            )  # (B, H, T, D); blocked is (B, 1, T, T)
-            fully_blocked = blocked.all(dim=-1, keepdim=True)  # (B, 1, T, 1)
-            context = context.masked_fill(fully_blocked, 0.0)  # zero instead of NaN
+            )  # (B, H, T, D); blocked is (B, 1, T, S) or (B, 1, 1, S)
+            fully_blocked = blocked.all(dim=-1, keepdim=True)  # (B, 1, T or 1, 1)
+            mixed = mixed.masked_fill(fully_blocked, 0.0)  # zero instead of NaN
         # PyTorch's fused kernels write their output token-major, so this reshape
         # is a view, not a copy (it copies only for the math fallback).
-        return context.transpose(1, 2).reshape(b, num_tokens, self.d_out)  # (B, T, C)
+        return mixed.transpose(1, 2).reshape(b, num_tokens, self.d_out)  # (B, T, C)
