@@ -18,11 +18,13 @@ from attention.gpt import (
     GPTConfig,
     GPTModel,
     LayerNorm,
+    PostNormTransformerBlock,
+    RMSNorm,
     TransformerBlock,
     as_config,
     generate_text_simple,
 )
-from attention.kv_cache import KVCache
+from attention.kv_cache import KVCache, LayerKV
 from tests.conftest import random_tensor
 
 BOOK = 1e-4
@@ -222,6 +224,119 @@ def test_layer_norm_of_a_constant_vector_is_the_shift():
         ln.shift.fill_(0.5)
     # exact: the mean of four 3.0s is 3.0, so (x - mean) is 0 and 0 * scale + 0.5 = 0.5
     assert torch.equal(ln(torch.full((1, 4), 3.0)), torch.full((1, 4), 0.5))
+
+
+# -- RMSNorm ------------------------------------------------------------------------
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.pow(2).mean(dim=-1).sqrt()
+
+
+def test_rms_norm_matches_torch():
+    x = random_tensor(0, 3, 4, 8) * 3 + 1
+    ours = RMSNorm(8)
+    with torch.no_grad():
+        ours.scale.copy_(random_tensor(1, 8))
+    ref = nn.RMSNorm(8, eps=1e-5)
+    with torch.no_grad():
+        ref.weight.copy_(ours.scale)
+    torch.testing.assert_close(ours(x), ref(x), atol=1e-6, rtol=1e-6)
+    assert [name for name, _ in ours.named_parameters()] == ["scale"]  # no shift
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    width=st.integers(2, 32),
+    offset=st.floats(-100, 100),
+    spread=st.floats(0.5, 50),
+    factor=st.floats(0.01, 100),
+)
+def test_rms_norm_gives_rms_one_and_ignores_positive_scaling(seed, width, offset, spread, factor):
+    x = random_tensor(seed, 3, width) * spread + offset
+    mean_square = x.pow(2).mean(dim=-1)
+    assume(bool((factor**2 * mean_square > 1.0).all()))  # eps negligible for x and c * x
+    y = RMSNorm(width)(x)
+    # RMS 1 up to eps: exactly sqrt(ms / (ms + eps))
+    expected = (mean_square / (mean_square + 1e-5)).sqrt()
+    torch.testing.assert_close(_rms(y), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(RMSNorm(width)(factor * x), y, atol=1e-4, rtol=1e-4)
+
+
+def test_rms_norm_keeps_the_mean_that_layer_norm_removes():
+    x = random_tensor(0, 5, 16) * 2 + 3
+    centred = x - x.mean(dim=-1, keepdim=True)
+    # mean(x^2) = var + mean^2: with mean 0 the two normalisations coincide
+    torch.testing.assert_close(RMSNorm(16)(centred), LayerNorm(16)(centred), atol=1e-5, rtol=1e-5)
+    assert RMSNorm(16)(x).mean(dim=-1).min() > 0.5  # the offset of 3 survives
+    assert (RMSNorm(16)(x) - LayerNorm(16)(x)).abs().max() > 0.5
+
+
+def test_rms_norm_of_zero_is_zero_and_sign_flips():
+    norm = RMSNorm(4)
+    # exact: 0 * rsqrt(0 + eps) * 1 = 0
+    assert torch.equal(norm(torch.zeros(2, 4)), torch.zeros(2, 4))
+    x = random_tensor(3, 2, 4)
+    # exact: negating x negates every product and leaves the mean of squares as it was
+    assert torch.equal(norm(-x), -norm(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_rms_norm_in_half_types_equals_nn_rms_norm(dtype):
+    """As for LayerNorm: in float16 the square of 400 overflows unless taken in float32."""
+    x = torch.tensor([[400.0, -400.0, 100.0, -100.0]], dtype=dtype)
+    ours = RMSNorm(4).to(dtype)(x)
+    _same_as_pytorch(ours, nn.RMSNorm(4, eps=1e-5).to(dtype)(x))
+    expected = torch.tensor([[1.372, -1.372, 0.343, -0.343]])
+    torch.testing.assert_close(ours.float(), expected, atol=1e-2, rtol=0)
+
+    wide = random_tensor(0, 3, 5, 64) * 300 + 50
+    norm = RMSNorm(64)
+    ref = nn.RMSNorm(64, eps=1e-5)
+    with torch.no_grad():
+        norm.scale.copy_(random_tensor(1, 64))
+        ref.weight.copy_(norm.scale)
+    norm, ref = norm.to(dtype), ref.to(dtype)
+    _same_as_pytorch(norm(wide.to(dtype)), ref(wide.to(dtype)))
+
+
+def test_rms_norm_in_half_with_float32_parameters_gives_float32():
+    out = RMSNorm(8)(random_tensor(0, 2, 8).to(torch.bfloat16))
+    assert out.dtype == torch.float32
+
+
+# -- Post-norm block ------------------------------------------------------------------
+
+
+def test_post_norm_block_normalises_after_each_shortcut():
+    torch.manual_seed(0)
+    block = PostNormTransformerBlock(TINY).eval()
+    x = random_tensor(1, 2, 5, 16)
+    h = block.norm1(x + block.att(x))
+    torch.testing.assert_close(block(x), block.norm2(h + block.ff(h)), atol=1e-6, rtol=1e-6)
+    # its output is the last norm's: every token has mean 0 with the initial shift
+    assert block(x).mean(dim=-1).abs().max() < 1e-5
+
+
+def test_post_norm_block_has_the_pre_norm_blocks_weights():
+    torch.manual_seed(0)
+    pre = TransformerBlock(TINY)
+    torch.manual_seed(0)
+    post = PostNormTransformerBlock(TINY)
+    assert pre.state_dict().keys() == post.state_dict().keys()
+    for key, value in pre.state_dict().items():
+        assert torch.equal(value, post.state_dict()[key]), key  # exact: same seed, same draws
+    post.load_state_dict(pre.state_dict())  # strict
+
+
+def test_post_norm_block_with_a_cache_gives_the_full_pass():
+    torch.manual_seed(0)
+    block = PostNormTransformerBlock(TINY).eval()
+    x = random_tensor(1, 2, 7, 16)
+    kv = LayerKV()
+    first = block(x[:, :4], kv=kv)
+    rest = block(x[:, 4:], kv=kv)
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), block(x), atol=1e-5, rtol=1e-5)
 
 
 # -- GELU, feed-forward, shortcuts ------------------------------------------
@@ -425,3 +540,11 @@ def test_bad_layer_inputs():
         GELU()(torch.tensor([1, 2]))
     with pytest.raises(ValueError, match=r"eps must be a positive float, got 0"):
         LayerNorm(8, eps=0)
+    with pytest.raises(ValueError, match=r"x must have last dimension emb_dim=8, got 5"):
+        RMSNorm(8)(torch.rand(2, 5))
+    with pytest.raises(TypeError, match=r"x must be a floating-point tensor"):
+        RMSNorm(2)(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"eps must be a positive float, got -1"):
+        RMSNorm(8, eps=-1)
+    with pytest.raises(ValueError, match=r"emb_dim must be a positive int, got 0"):
+        RMSNorm(0)

@@ -3,10 +3,12 @@
 The pieces of chapter 4 of the book, building blocks first:
 
 * :class:`GPTConfig`, the model's sizes (defaults: GPT-2 small);
-* :class:`LayerNorm` (per token, across features) and :class:`GELU`;
+* :class:`LayerNorm` (per token, across features), :class:`RMSNorm` (its
+  variant without the mean and the shift) and :class:`GELU`;
 * :class:`FeedForward` (expand 4x, GELU, project back);
 * :class:`TransformerBlock` (pre-norm attention and feed-forward, each with a
-  shortcut connection);
+  shortcut connection) and :class:`PostNormTransformerBlock` (the same
+  sub-layers, normalised after each shortcut, as in the original transformer);
 * :class:`GPTModel` (embeddings, blocks, final norm, output head);
 * :func:`generate_text_simple`, greedy generation, with an optional
   key-value cache (:class:`attention.kv_cache.KVCache`) that gives the same
@@ -151,6 +153,58 @@ class LayerNorm(nn.Module):
         return out.to(torch.promote_types(x.dtype, self.scale.dtype))
 
 
+class RMSNorm(nn.Module):
+    """Root-mean-square normalisation: each token's features to RMS 1.
+
+    ``scale * x / sqrt(mean(x^2) + eps)``, the mean of the squares taken over
+    the last dimension: :class:`LayerNorm` without the subtraction of the mean
+    and without the shift. Since ``mean(x^2) = var + mean^2``, the two agree on
+    a vector whose features already have mean 0. Equals
+    ``nn.RMSNorm(C, eps)`` with ``weight = scale``; float16 and bfloat16
+    inputs are normalised in float32 and rounded to the input's dtype once, as
+    :class:`LayerNorm` does.
+
+    Args:
+        emb_dim: C, the width of each token's vector.
+        eps: Added to the mean of the squares so a zero vector does not divide
+            by 0. Default: ``1e-5``.
+
+    Attributes:
+        scale: Learned gain, shape (C,), starts at ones.
+
+    Example:
+        >>> y = RMSNorm(4)(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+        >>> round(y.pow(2).mean().sqrt().item(), 4)
+        1.0
+    """
+
+    def __init__(self, emb_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.emb_dim = _checks.positive_int("emb_dim", emb_dim)
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not eps > 0:
+            raise ValueError(f"eps must be a positive float, got {eps!r}")
+        self.eps = float(eps)
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Rescale every token of ``x`` to root mean square 1, then by ``scale``.
+
+        Args:
+            x: Tensor of shape (..., C).
+
+        Returns:
+            Tensor of the same shape, in the dtype of ``x`` and the parameters
+            (float32 if one of them is float32 and the other a half type).
+        """
+        x = _checks.floating("x", x, ranks=range(1, 8), layout="(..., C)")
+        _checks.last_dim("x", x, self.emb_dim, "emb_dim")
+        # As in LayerNorm: in float16 the square of 400 already overflows.
+        wide = x.float() if x.dtype in _HALF_TYPES else x  # (..., C)
+        mean_square = wide.pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
+        out = self.scale * (wide * torch.rsqrt(mean_square + self.eps))  # (..., C)
+        return out.to(torch.promote_types(x.dtype, self.scale.dtype))
+
+
 class GELU(nn.Module):
     """The GELU activation, in the tanh approximation GPT-2 uses.
 
@@ -278,6 +332,43 @@ class TransformerBlock(nn.Module):
         shortcut = x
         x = self.ff(self.norm2(x))  # (B, T, C)
         out: Tensor = self.drop_shortcut(x) + shortcut
+        return out
+
+
+class PostNormTransformerBlock(TransformerBlock):
+    """A post-norm transformer block: normalise after each shortcut.
+
+    ``x = norm1(x + drop(att(x)))``, then ``x = norm2(x + drop(ff(x)))``, the
+    arrangement of the original transformer; :class:`TransformerBlock`
+    (pre-norm, as GPT-2) normalises each sub-layer's input instead. The
+    sub-layers, their names and their initialisation are those of
+    :class:`TransformerBlock`, so the same seed gives the same weights and a
+    pre-norm block's ``state_dict`` loads: the two differ only in where the
+    norms sit.
+
+    Args:
+        cfg: A :class:`GPTConfig` or the book's dict.
+
+    Example:
+        >>> cfg = GPTConfig(context_length=4, emb_dim=8, n_heads=2)
+        >>> PostNormTransformerBlock(cfg)(torch.rand(2, 4, 8)).shape
+        torch.Size([2, 4, 8])
+    """
+
+    def forward(self, x: Tensor, *, kv: LayerKV | None = None) -> Tensor:
+        """Run the block on ``x``.
+
+        Args:
+            x: Tensor of shape (B, T, C).
+            kv: This layer's cache; when given, ``x`` holds only the new tokens
+                and attends to the cached ones too. Default: ``None``.
+
+        Returns:
+            Tensor of shape (B, T, C), every token normalised by ``norm2``.
+        """
+        att = self.att(x) if kv is None else cached_attention(self.att, x, kv)  # (B, T, C)
+        x = self.norm1(x + self.drop_shortcut(att))  # (B, T, C)
+        out: Tensor = self.norm2(x + self.drop_shortcut(self.ff(x)))  # (B, T, C)
         return out
 
 
