@@ -26,11 +26,18 @@ printed and back afterwards.
 
 And one for the keyboard: the same script makes display maths that scroll
 sideways focusable, as the theme does for code blocks and outputs.
+
+One for valid HTML: myst-nb writes the toggle of a cell whose input is hidden
+(``hide-input``, the exercises' checked solutions) as ``<p>`` elements inside a
+``<summary>``, where HTML allows only phrasing content. We write ``<span>``
+elements with the same classes, and attention-site.css gives them the rules
+that mystnb.css gives the paragraphs.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -226,8 +233,33 @@ FOCUSABLE_SCROLLING_MATHS = """(() => {
 })();"""
 
 
+def visit_hidden_cell(translator: Any, node: nodes.Element) -> None:
+    """Open a hidden cell's ``<details>``: myst-nb's markup, with spans in the summary."""
+    classes = " ".join(node["classes"])
+    translator.body.append(
+        f'<details class="admonition hide {classes}">\n'
+        '<summary aria-label="Toggle hidden content">\n'
+        f'<span class="collapsed admonition-title">{html.escape(node["prompt_show"])}</span>\n'
+        f'<span class="expanded admonition-title">{html.escape(node["prompt_hide"])}</span>\n'
+        "</summary>\n"
+    )
+
+
+def depart_hidden_cell(translator: Any, node: nodes.Element) -> None:
+    """Close a hidden cell's ``<details>``."""
+    translator.body.append("</details>\n")
+
+
+def _write_hidden_cells_validly(app: Sphinx) -> None:
+    """Replace myst-nb's visitors for hidden cells (once every extension is set up)."""
+    from myst_nb.sphinx_ import HideCodeCellNode
+
+    app.add_node(HideCodeCellNode, override=True, html=(visit_hidden_cell, depart_hidden_cell))
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     """Register the page repairs and the page scripts."""
+    app.connect("builder-inited", _write_hidden_cells_validly)
     app.add_js_file(None, body=PRINT_IN_LIGHT + "\n" + FOCUSABLE_SCROLLING_MATHS)
     app.connect("doctree-resolved", box_output_images)
     app.connect("html-page-context", _repair_page, priority=_AFTER_THEME)

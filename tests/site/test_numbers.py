@@ -52,6 +52,7 @@ MEASURED: dict[str, dict[str, str]] = {
     },
     "09-from-context-vectors-to-logits": {"draw-drift": SAMPLED},
     "10-layer-normalisation": {
+        "rms-centred-gap": ROUNDING,
         "leftover-mean": ROUNDING,
         "ln-var-gap": ROUNDING,
         "torch-gap": ROUNDING,
