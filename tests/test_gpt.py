@@ -538,13 +538,17 @@ def test_bad_layer_inputs():
         LayerNorm(8)(torch.rand(2, 5))
     with pytest.raises(TypeError, match=r"x must be a floating-point tensor"):
         GELU()(torch.tensor([1, 2]))
-    with pytest.raises(ValueError, match=r"eps must be a positive float, got 0"):
+    with pytest.raises(ValueError, match=r"eps must be a positive number, got 0"):
         LayerNorm(8, eps=0)
+    with pytest.raises(ValueError, match=r"eps must be a positive number, got inf"):
+        LayerNorm(8, eps=float("inf"))
+    with pytest.raises(TypeError, match=r"eps must be a positive number, got str '1e-5'"):
+        LayerNorm(8, eps="1e-5")
     with pytest.raises(ValueError, match=r"x must have last dimension emb_dim=8, got 5"):
         RMSNorm(8)(torch.rand(2, 5))
     with pytest.raises(TypeError, match=r"x must be a floating-point tensor"):
         RMSNorm(2)(torch.tensor([1, 2]))
-    with pytest.raises(ValueError, match=r"eps must be a positive float, got -1"):
+    with pytest.raises(ValueError, match=r"eps must be a positive number, got -1"):
         RMSNorm(8, eps=-1)
     with pytest.raises(ValueError, match=r"emb_dim must be a positive int, got 0"):
         RMSNorm(0)

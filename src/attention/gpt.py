@@ -124,9 +124,7 @@ class LayerNorm(nn.Module):
     def __init__(self, emb_dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.emb_dim = _checks.positive_int("emb_dim", emb_dim)
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or not eps > 0:
-            raise ValueError(f"eps must be a positive float, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = _checks.positive_number("eps", eps)  # finite and > 0
         self.scale = nn.Parameter(torch.ones(emb_dim))
         self.shift = nn.Parameter(torch.zeros(emb_dim))
 
@@ -181,9 +179,7 @@ class RMSNorm(nn.Module):
     def __init__(self, emb_dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.emb_dim = _checks.positive_int("emb_dim", emb_dim)
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or not eps > 0:
-            raise ValueError(f"eps must be a positive float, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = _checks.positive_number("eps", eps)  # finite and > 0
         self.scale = nn.Parameter(torch.ones(emb_dim))
 
     def forward(self, x: Tensor) -> Tensor:
