@@ -52,7 +52,7 @@ def masked_softmax(scores: Tensor, blocked: Tensor | None) -> Tensor:
     Returns:
         Weights, shape of ``scores``: rows sum to 1, fully blocked rows to 0.
     """
-    s = _checks.tensor("scores", scores)
+    s = _checks.floating("scores", scores, ranks=range(1, 65), layout="(..., T_k)")
     if blocked is None:
         return torch.softmax(s, dim=-1)
     m = _checks.tensor("blocked", blocked)

@@ -223,7 +223,7 @@ class GELU(nn.Module):
         Returns:
             Tensor of the same shape.
         """
-        x = _checks.floating("x", x, ranks=range(8), layout="any shape")
+        x = _checks.floating("x", x, ranks=range(65), layout="(...)")  # any rank torch allows
         # Half types in float32, rounded once at the end, as F.gelu does: in
         # float16, 1 + tanh(...) cancels to 0 for x below about -4, and x^3
         # overflows above 40.
@@ -414,6 +414,8 @@ class GPTModel(nn.Module):
         Returns:
             Logits, shape (B, T, vocab_size).
         """
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
         past = 0 if cache is None else cache.length
         idx = self._check_ids(in_idx, past)
         b, num_tokens = idx.shape
@@ -435,31 +437,41 @@ class GPTModel(nn.Module):
         logits: Tensor = self.out_head(x)  # (B, T, C) @ (C, V) -> (B, T, V)
         return logits
 
-    def _check_ids(self, in_idx: object, past: int) -> Tensor:
-        idx = _checks.tensor("in_idx", in_idx)
-        if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
-            raise TypeError(f"in_idx must hold integer token ids, got dtype {idx.dtype}")
+    def _check_ids(self, in_idx: object, past: int, name: str = "in_idx") -> Tensor:
+        idx = _checks.tensor(name, in_idx)
+        if idx.dtype not in (torch.int64, torch.int32):
+            raise TypeError(
+                f"{name} must hold integer token ids of dtype torch.long or torch.int "
+                f"(what nn.Embedding indexes with), got dtype {idx.dtype}"
+            )
         if idx.dim() != 2:
             raise ValueError(
-                f"in_idx must have shape {_GPT_LAYOUT} (2-D), got {idx.dim()} dimensions "
-                f"with shape {tuple(idx.shape)}; add a batch dimension with in_idx[None]"
+                f"{name} must have shape {_GPT_LAYOUT} (2-D), got {idx.dim()} dimensions "
+                f"with shape {tuple(idx.shape)}; add a batch dimension with {name}[None]"
             )
-        if idx.shape[1] == 0:
-            raise ValueError("in_idx must hold at least one token, got shape (B, 0)")
+        if idx.shape[0] == 0 or idx.shape[1] == 0:
+            raise ValueError(
+                f"{name} must hold at least one sequence of at least one token, "
+                f"got shape {tuple(idx.shape)}"
+            )
         if idx.device != self.tok_emb.weight.device:
             raise ValueError(
-                f"in_idx must be on the model's device {self.tok_emb.weight.device}, "
+                f"{name} must be on the model's device {self.tok_emb.weight.device}, "
                 f"got {idx.device}"
             )
-        low, high = int(idx.min()), int(idx.max())
-        if low < 0 or high >= self.cfg.vocab_size:
-            raise ValueError(
-                f"in_idx must hold ids in [0, vocab_size={self.cfg.vocab_size}), "
-                f"got values from {low} to {high}"
-            )
+        # The range check reads the ids' values, which costs a host sync and would
+        # break a torch.compile(fullgraph=True) graph; while compiling, nn.Embedding's
+        # own index check stands in for it.
+        if not torch.compiler.is_compiling():
+            low, high = torch.stack(torch.aminmax(idx)).tolist()  # one sync for both
+            if low < 0 or high >= self.cfg.vocab_size:
+                raise ValueError(
+                    f"{name} must hold ids in [0, vocab_size={self.cfg.vocab_size}), "
+                    f"got values from {low} to {high}"
+                )
         if past + idx.shape[1] > self.cfg.context_length:
             raise ValueError(
-                f"in_idx has {idx.shape[1]} tokens (plus {past} cached), more than "
+                f"{name} has {idx.shape[1]} tokens (plus {past} cached), more than "
                 f"context_length={self.cfg.context_length}; keep only the last "
                 f"{self.cfg.context_length - past} tokens"
             )
@@ -519,6 +531,14 @@ def generate_text_simple(
     _checks.flag("use_cache", use_cache)
     if use_cache and not isinstance(model, GPTModel):
         raise TypeError(f"use_cache=True needs a GPTModel, got {type(model).__name__}")
+    if isinstance(model, GPTModel):
+        window_limit = min(context_size, model.cfg.context_length)
+        model._check_ids(idx[:, -window_limit:], 0, name="idx")  # errors name idx, not in_idx
+        if context_size > model.cfg.context_length:
+            raise ValueError(
+                f"context_size must be at most the model's context_length="
+                f"{model.cfg.context_length}, got {context_size}"
+            )
 
     cache: KVCache | None = None
     for _ in range(max_new_tokens):

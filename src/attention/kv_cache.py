@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from attention import _checks
 from attention.functional import masked_softmax
 from attention.multihead import MultiHeadAttention
 
@@ -38,6 +39,20 @@ class LayerKV:
 
     def extend(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """Append new (B, H, T, D) keys and values; return all (B, H, S + T, D)."""
+        k = _checks.floating("keys", keys, ranks=(4,), layout="(B, H, T, D)")
+        v = _checks.floating("values", values, ranks=(4,), layout="(B, H, T, D)")
+        if k.shape[:3] != v.shape[:3]:
+            raise ValueError(
+                f"keys and values must have the same (B, H, T), got keys {tuple(k.shape)} "
+                f"and values {tuple(v.shape)}"
+            )
+        if self.keys is not None and (
+            k.shape[:2] != self.keys.shape[:2] or k.shape[3] != self.keys.shape[3]
+        ):
+            raise ValueError(
+                f"keys must match the cached (B, H, _, D) = {tuple(self.keys.shape)}, "
+                f"got {tuple(k.shape)}; start a new cache for another batch or layer"
+            )
         if self.keys is None or self.values is None:
             self.keys, self.values = keys, values
         else:
