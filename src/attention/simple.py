@@ -154,6 +154,10 @@ def simple_self_attention(inputs: Tensor, *, return_weights: Literal[False] = Fa
 def simple_self_attention(
     inputs: Tensor, *, return_weights: Literal[True]
 ) -> tuple[Tensor, Tensor]: ...
+@overload
+def simple_self_attention(
+    inputs: Tensor, *, return_weights: bool
+) -> Tensor | tuple[Tensor, Tensor]: ...
 def simple_self_attention(
     inputs: Tensor, *, return_weights: bool = False
 ) -> Tensor | tuple[Tensor, Tensor]:
