@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attention import masked_softmax
+from attention import MultiHeadAttention, masked_softmax
 from attention.gpt import GELU, GPTConfig, GPTModel, generate_text_simple
-from attention.kv_cache import KVCache, LayerKV
+from attention.kv_cache import KVCache, LayerKV, cached_attention
+from attention.rnn import AdditiveAttention
 
 TINY = GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
 
@@ -123,3 +124,58 @@ def test_the_cache_still_works_through_generation(model) -> None:
     cached = generate_text_simple(model, ids, 4, 8, use_cache=True)
     assert plain.tolist() == cached.tolist()  # integer ids
     assert isinstance(KVCache(), KVCache)
+
+
+ADDITIVE = AdditiveAttention(4, 6, 8)
+MHA = MultiHeadAttention(4, 4, 8, 0.0, 2).eval()
+
+
+def _filled_cache() -> LayerKV:
+    kv = LayerKV()
+    cached_attention(MHA, torch.rand(2, 3, 4), kv)
+    return kv
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: ADDITIVE(torch.rand(2, 4), torch.rand(3, 5, 6)),
+            ValueError,
+            r"keys must have the batch size of query, 2, got 3",
+        ),
+        (
+            lambda: ADDITIVE(torch.rand(2, 4), torch.rand(2, 5, 6), torch.rand(2, 5, 7)),
+            ValueError,
+            r"projected_keys must be W_h\(keys\), shape \(B, S, A\) = \(2, 5, 8\), got \(2, 5, 7\)",
+        ),
+        (
+            lambda: ADDITIVE(torch.rand(2, 4, dtype=torch.float64), torch.rand(2, 5, 6)),
+            TypeError,
+            "query must have the layer's dtype torch.float32, got torch.float64",
+        ),
+        (
+            lambda: cached_attention(MHA, torch.rand(3, 4), LayerKV()),
+            ValueError,
+            "x must have shape",
+        ),
+        (
+            lambda: cached_attention(MHA, torch.rand(1, 3, 5), LayerKV()),
+            ValueError,
+            "d_in=4, got 5",
+        ),
+        (
+            lambda: cached_attention(MHA, torch.rand(1, 3, 4, dtype=torch.float64), LayerKV()),
+            TypeError,
+            "x must have the layer's dtype",
+        ),
+        (
+            lambda: cached_attention(MHA, torch.rand(1, 1, 4), _filled_cache()),
+            ValueError,
+            "x has batch size 1, but the cache holds batch size 2",
+        ),
+    ],
+)
+def test_bad_layer_input_names_the_argument(call, error, message) -> None:
+    with pytest.raises(error, match=message):
+        call()

@@ -498,7 +498,7 @@ def test_gpt_in_half_types_equals_pytorchs_layers(dtype):
 @pytest.mark.parametrize(
     ("idx", "error", "message"),
     [
-        (torch.tensor([[1.0, 2.0]]), TypeError, r"in_idx must hold integer token ids of dtype torch.long or torch.int"),
+        (torch.tensor([[1.0, 2.0]]), TypeError, r"in_idx must hold integer token ids of dtype"),
         (torch.tensor([[True]]), TypeError, r"in_idx must hold integer token ids"),
         (torch.tensor([1, 2]), ValueError, r"in_idx must have shape \(B, T\) .*got 1 dimensions"),
         (

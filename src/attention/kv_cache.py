@@ -111,6 +111,15 @@ def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
             "cached_attention needs a causal self-attention layer (causal=True, no "
             f"d_context); got causal={att.causal}, d_context={att.d_context}, d_in={att.d_in}"
         )
+    x = _checks.layer_input(
+        x, d_in=att.d_in, ranks=(3,), layout="(B, T, C)", parameter=att.W_query.weight
+    )
+    cached = getattr(kv, "keys", None)  # any cache with extend() and length will do
+    if isinstance(cached, Tensor) and cached.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"x has batch size {x.shape[0]}, but the cache holds batch size "
+            f"{cached.shape[0]}; start a new LayerKV for another batch"
+        )
     b, num_tokens, _ = x.shape
     past = kv.length
     if past + num_tokens > att.context_length:

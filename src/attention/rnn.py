@@ -121,8 +121,24 @@ class AdditiveAttention(nn.Module):
         k = _checks.floating("keys", keys, ranks=(3,), layout="(B, S, key_size)")
         _checks.last_dim("query", q, self.W_s.in_features, "query_size")
         _checks.last_dim("keys", k, self.W_h.in_features, "key_size")
+        _checks.matches_parameters("query", q, self.W_s.weight)
+        _checks.matches_parameters("keys", k, self.W_h.weight)
+        if k.shape[0] != q.shape[0]:
+            raise ValueError(
+                f"keys must have the batch size of query, {q.shape[0]}, got {k.shape[0]} "
+                f"(keys has shape {tuple(k.shape)})"
+            )
         if projected_keys is None:
             projected_keys = self.W_h(k)  # (B, S, key_size) -> (B, S, A)
+        else:
+            p = _checks.floating("projected_keys", projected_keys, ranks=(3,), layout="(B, S, A)")
+            expected = (*k.shape[:2], self.W_h.out_features)
+            if tuple(p.shape) != expected:
+                raise ValueError(
+                    f"projected_keys must be W_h(keys), shape (B, S, A) = {expected}, "
+                    f"got {tuple(p.shape)}"
+                )
+            _checks.matches_parameters("projected_keys", p, self.W_h.weight)
         hidden = torch.tanh(self.W_s(q)[:, None, :] + projected_keys)  # (B, 1, A) + (B, S, A)
         scores = self.v(hidden).squeeze(-1)  # (B, S, A) -> (B, S, 1) -> (B, S)
         weights = torch.softmax(scores, dim=-1)  # (B, S), over the source positions
