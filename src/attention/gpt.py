@@ -553,3 +553,113 @@ def generate_text_simple(
         next_id = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (B, V) -> (B, 1)
         idx = torch.cat((idx, next_id), dim=1)  # (B, T + 1)
     return idx
+
+
+@torch.no_grad()
+def generate(
+    model: GPTModel,
+    idx: Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> Tensor:
+    """Generate tokens greedily or by sampling, with the options people expect.
+
+    :func:`generate_text_simple` is the book's greedy loop; this is the same
+    loop with the usual ways of choosing the next token. With the defaults it
+    is greedy and returns exactly the ids of ``generate_text_simple`` (with
+    ``context_size`` the model's context length). With ``temperature > 0``
+    it samples from ``softmax(logits / temperature)``, after keeping only the
+    ``top_k`` most likely tokens and then the smallest set of tokens whose
+    probabilities add up to ``top_p`` (nucleus sampling), as Hugging Face's
+    ``generate`` orders the two filters.
+
+    Args:
+        model: The :class:`GPTModel`; put it in eval mode first.
+        idx: Starting ids, (B, T), dtype long or int.
+        max_new_tokens: At most this many tokens are appended.
+        temperature: 0 (default) for greedy choice; > 0 to sample, higher
+            meaning flatter.
+        top_k: Sample only among the k most likely tokens. Default: ``None``.
+        top_p: Sample only among the most likely tokens whose probabilities
+            add up to at least p, in (0, 1]. Default: ``None``.
+        eos_id: An end-of-text id: a sequence that produced it gets only
+            ``eos_id`` after it, and generation stops once every sequence has.
+            Default: ``None``.
+        generator: The random generator for sampling, for reproducible
+            draws. Default: ``None`` (the global one).
+        use_cache: Feed only the new token at each step, with a
+            :class:`attention.kv_cache.KVCache`. Default: ``True``.
+
+    Returns:
+        Ids (B, T + n) with n <= ``max_new_tokens``, starting with ``idx``.
+
+    Example:
+        >>> cfg = GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+        >>> model = GPTModel(cfg).eval()
+        >>> ids = torch.tensor([[1, 2]])
+        >>> generate(model, ids, 3).tolist() == generate_text_simple(model, ids, 3, 8).tolist()
+        True
+    """
+    if not isinstance(model, GPTModel):
+        raise TypeError(f"model must be a GPTModel, got {type(model).__name__}")
+    idx = model._check_ids(idx, 0, name="idx")
+    _checks.non_negative_int("max_new_tokens", max_new_tokens)
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        raise TypeError(f"temperature must be a number >= 0, got {type(temperature).__name__}")
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    k = None if top_k is None else _checks.positive_int("top_k", top_k)
+    p = None if top_p is None else _checks.positive_number("top_p", top_p)
+    if p is not None and p > 1:
+        raise ValueError(f"top_p must be in (0, 1], got {p}")
+    if (k is not None or p is not None) and temperature == 0:
+        raise ValueError("top_k and top_p filter a sampled choice: give a temperature > 0 too")
+    eos = None if eos_id is None else _checks.non_negative_int("eos_id", eos_id)
+    _checks.flag("use_cache", use_cache)
+    context = model.cfg.context_length
+
+    cache = KVCache() if use_cache else None
+    done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)  # (B,)
+    for _ in range(max_new_tokens):
+        if cache is not None and idx.shape[1] > context:
+            cache = KVCache()  # the window slid: every position changed
+        if cache is None:
+            logits = model(idx[:, -context:])
+        elif cache.length == 0:
+            logits = model(idx[:, -context:], cache=cache)
+        else:
+            logits = model(idx[:, cache.length :], cache=cache)
+        last = logits[:, -1, :]  # (B, V)
+        if temperature == 0:
+            next_id = last.argmax(dim=-1, keepdim=True)  # (B, 1)
+        else:
+            probs = torch.softmax(_filtered(last / temperature, k, p), dim=-1)  # (B, V)
+            next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+        if eos is not None:
+            next_id = next_id.masked_fill(done[:, None], eos)  # finished: eos again
+            done |= next_id[:, 0] == eos
+        idx = torch.cat((idx, next_id), dim=1)  # (B, T + 1)
+        if eos is not None and bool(done.all()):
+            break
+    return idx
+
+
+def _filtered(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
+    """Logits (B, V) with every token outside the top-k and the top-p nucleus at -inf."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1): the k-th largest
+        logits = logits.masked_fill(logits < kth, -torch.inf)
+    if top_p is not None:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)  # (B, V)
+        # Drop a token when the ones before it already reach top_p; the first always stays.
+        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, -torch.inf)
+    return logits
