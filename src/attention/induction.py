@@ -133,6 +133,10 @@ class AttentionOnlyTransformer(nn.Module):
     def forward(
         self, tokens: Tensor, *, return_weights: Literal[True]
     ) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def forward(
+        self, tokens: Tensor, *, return_weights: bool
+    ) -> Tensor | tuple[Tensor, Tensor]: ...
     def forward(
         self, tokens: Tensor, *, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:

@@ -83,6 +83,10 @@ class MultiHeadAttentionWrapper(nn.Module):
     def forward(
         self, x: Tensor, *, padding_mask: Tensor | None = None, return_weights: Literal[True]
     ) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def forward(
+        self, x: Tensor, *, padding_mask: Tensor | None = None, return_weights: bool
+    ) -> Tensor | tuple[Tensor, Tensor]: ...
     def forward(
         self, x: Tensor, *, padding_mask: Tensor | None = None, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
@@ -203,6 +207,10 @@ class MultiHeadAttention(nn.Module):
     def forward(
         self, x: Tensor, *, padding_mask: Tensor | None = None, return_weights: Literal[True]
     ) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def forward(
+        self, x: Tensor, *, padding_mask: Tensor | None = None, return_weights: bool
+    ) -> Tensor | tuple[Tensor, Tensor]: ...
     def forward(
         self, x: Tensor, *, padding_mask: Tensor | None = None, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
