@@ -23,7 +23,7 @@ from attention.gpt import (
     generate_text_simple,
 )
 from attention.kv_cache import KVCache
-from tests.conftest import random_tensor
+from tests.conftest import C_COMPILER, INDUCTOR_WARNINGS, random_tensor
 
 BOOK = 1e-4
 TINY = GPTConfig(vocab_size=50, context_length=12, emb_dim=16, n_heads=4, n_layers=2)
@@ -423,5 +423,26 @@ def test_bad_layer_inputs():
         LayerNorm(8)(torch.rand(2, 5))
     with pytest.raises(TypeError, match=r"x must be a floating-point tensor"):
         GELU()(torch.tensor([1, 2]))
-    with pytest.raises(ValueError, match=r"eps must be a positive float, got 0"):
+    with pytest.raises(ValueError, match=r"eps must be a positive number, got 0"):
         LayerNorm(8, eps=0)
+
+
+# -- torch.compile ---------------------------------------------------------------
+
+
+@C_COMPILER
+@INDUCTOR_WARNINGS
+def test_gpt_model_compiles_as_one_graph():
+    """fullgraph=True: no graph break, so no host sync, in the id check or anywhere else.
+
+    The range check of the ids then runs inside the graph (torch._assert_async)
+    and still stops an id outside the vocabulary.
+    """
+    cfg = GPTConfig(vocab_size=16, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+    model = GPTModel(cfg).eval()
+    compiled = torch.compile(model, fullgraph=True)
+    idx = torch.randint(0, 16, (2, 5))
+    with torch.no_grad():
+        assert torch.allclose(compiled(idx), model(idx), atol=1e-5, rtol=0)
+        with pytest.raises(RuntimeError, match=r"in_idx must hold ids in \[0, vocab_size=16\)"):
+            compiled(torch.full((2, 5), 16))
