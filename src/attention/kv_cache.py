@@ -13,10 +13,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from attention import _checks
 from attention.functional import masked_softmax
 from attention.multihead import MultiHeadAttention
 
 __all__ = ["KVCache", "LayerKV", "cached_attention"]
+
+_LAYOUT = "(B, H, T, D)"
 
 
 class LayerKV:
@@ -38,12 +41,32 @@ class LayerKV:
 
     def extend(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """Append new (B, H, T, D) keys and values; return all (B, H, S + T, D)."""
+        self._check(keys, values)
         if self.keys is None or self.values is None:
             self.keys, self.values = keys, values
         else:
             self.keys = torch.cat((self.keys, keys), dim=2)  # (B, H, S + T, D)
             self.values = torch.cat((self.values, values), dim=2)  # (B, H, S + T, D)
         return self.keys, self.values
+
+    def _check(self, keys: object, values: object) -> None:
+        """Raise unless ``keys`` and ``values`` can join each other and the cache."""
+        k = _checks.floating("keys", keys, ranks=(4,), layout=_LAYOUT)
+        v = _checks.floating("values", values, ranks=(4,), layout=_LAYOUT)
+        if k.shape != v.shape:
+            raise ValueError(
+                f"keys and values must have the same shape (B, H, T, D), "
+                f"got {tuple(k.shape)} and {tuple(v.shape)}"
+            )
+        _checks.same_dtype("values", v, "keys", k.dtype)
+        if self.keys is None:
+            return
+        cached = self.keys
+        for dim, what in ((0, "batch size B"), (1, "number of heads H"), (3, "head width D")):
+            _checks.same_size("keys", k, dim, "the cached keys", cached.shape[dim], what)
+        _checks.same_dtype("keys", k, "the cached keys", cached.dtype)
+        if k.device != cached.device:
+            raise ValueError(f"keys must be on the cache's device {cached.device}, got {k.device}")
 
 
 class KVCache:
@@ -91,6 +114,7 @@ def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
     Returns:
         Output for the new tokens, shape (B, T, C).
     """
+    x = _check_cached_input(att, x, kv)  # also: x's batch size is the cache's
     b, num_tokens, _ = x.shape
     past = kv.length
     if past + num_tokens > att.context_length:
@@ -112,3 +136,17 @@ def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
     context = context.transpose(1, 2).contiguous().view(b, num_tokens, att.d_out)  # (B, T, C)
     out: Tensor = att.out_proj(context)  # (B, T, C)
     return out
+
+
+def _check_cached_input(att: object, x: object, kv: object) -> Tensor:
+    """The argument checks of :func:`cached_attention`; return ``x``."""
+    if not isinstance(att, MultiHeadAttention):
+        raise TypeError(f"att must be a MultiHeadAttention, got {type(att).__name__}")
+    if not isinstance(kv, LayerKV):
+        raise TypeError(f"kv must be a LayerKV, got {type(kv).__name__}")
+    t = _checks.layer_input(
+        x, d_in=att.d_in, ranks=(3,), layout="(B, T, C)", parameter=att.W_query.weight
+    )
+    if kv.keys is not None:
+        _checks.same_size("x", t, 0, "the cache", kv.keys.shape[0], "batch size B")
+    return t
