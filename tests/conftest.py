@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -47,6 +48,15 @@ def _same_random_state() -> None:
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# torch.compile's default backend (inductor) writes C++ for the CPU and builds it.
+C_COMPILER = pytest.mark.skipif(
+    not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
+    reason="torch.compile on the CPU needs a C compiler",
+)
+# Inductor itself still calls torch.jit.script_method, which warns (torch 2.13).
+INDUCTOR_WARNINGS = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+)
 
 
 @pytest.fixture

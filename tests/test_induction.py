@@ -133,8 +133,10 @@ def test_bad_inputs_raise_named_errors():
     with pytest.raises(TypeError, match="config must be an InductionConfig"):
         AttentionOnlyTransformer({"vocab_size": 8})  # type: ignore[arg-type]
     model = _model()
-    with pytest.raises(ValueError, match="int64"):
+    with pytest.raises(TypeError, match=r"tokens must be an int64 tensor .*torch.float32"):
         model(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"tokens must be a non-empty int64 tensor"):
+        model(torch.zeros(2, 0, dtype=torch.long))
     with pytest.raises(ValueError, match="context_length=8"):
         model(torch.zeros(1, 9, dtype=torch.long))
     with pytest.raises(ValueError, match="ids 0 to 7"):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from attention import CausalAttention, MultiHeadAttention, MultiHeadAttentionWrapper
+from tests.conftest import C_COMPILER, INDUCTOR_WARNINGS
 from tests.test_causal import _saved_with_the_mask
 
 BOOK = 1e-4
@@ -145,3 +146,14 @@ def test_an_sdpa_layer_builds_the_causal_mask_where_one_is_read(batch):
     assert fast.mask is None
     assert torch.allclose(fast(batch, padding_mask=padding), expected, atol=1e-6)
     assert torch.allclose(fast(batch), manual(batch), atol=1e-6)
+
+
+@C_COMPILER
+@INDUCTOR_WARNINGS
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_multi_head_attention_compiles_as_one_graph(batch, impl):
+    """The argument checks read only shapes and dtypes: fullgraph=True compiles."""
+    layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl=impl).eval()
+    with torch.no_grad():
+        compiled = torch.compile(layer, fullgraph=True)(batch)
+        assert torch.allclose(compiled, layer(batch), atol=1e-5, rtol=0)

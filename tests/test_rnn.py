@@ -217,8 +217,12 @@ def test_bad_model_inputs():
         Seq2Seq({"attention": True})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"hidden_size must be a positive int, got -1"):
         Seq2Seq(Seq2SeqConfig(hidden_size=-1))
-    with pytest.raises(ValueError, match=r"source must be a non-empty int64 tensor of shape"):
+    with pytest.raises(TypeError, match=r"source must be an int64 tensor of digits, got dtype"):
         model(torch.rand(2, 5))
+    with pytest.raises(ValueError, match=r"source must be a non-empty int64 tensor of shape"):
+        model(torch.zeros(2, 0, dtype=torch.int64))
+    with pytest.raises(TypeError, match=r"attention must be a bool, got str"):
+        Seq2Seq(Seq2SeqConfig(attention="yes"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"source must hold digits 0 to 9, got values 0 to 10"):
         model(torch.tensor([[0, 10]]))
     with pytest.raises(ValueError, match=r"target must have batch size B=2, got 3"):

@@ -14,6 +14,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+try:
+    from torch.compiler import is_compiling
+except ImportError:  # torch 2.2 has only the private spelling (public from 2.3)
+    from torch._dynamo import is_compiling
+
 
 def positive_int(name: str, value: object) -> int:
     """Return ``value`` if it is a positive ``int`` (not a ``bool``), else raise."""
@@ -68,28 +73,52 @@ def tensor(name: str, value: object) -> Tensor:
     return value
 
 
-def floating(name: str, value: object, *, ranks: Sequence[int], layout: str) -> Tensor:
+def floating(
+    name: str, value: object, *, ranks: Sequence[int] | None = None, layout: str, min_dims: int = 0
+) -> Tensor:
     """Check that ``value`` is a floating-point tensor of one of ``ranks``.
 
     Args:
         name: The argument's name, for the message.
         value: The object to check.
-        ranks: The allowed numbers of dimensions.
+        ranks: The allowed numbers of dimensions, or ``None`` for any number
+            from ``min_dims`` on.
         layout: The expected shape in the package's letters, for the message,
             for example ``"(B, T, d_in)"``.
+        min_dims: The fewest dimensions allowed when ``ranks`` is ``None``.
 
     Returns:
         ``value``, unchanged.
     """
     x = tensor(name, value)
-    if x.dim() not in ranks:
+    if (x.dim() < min_dims) if ranks is None else (x.dim() not in ranks):
+        allowed = f"at least {min_dims}-D" if ranks is None else _ranks(ranks)
         raise ValueError(
-            f"{name} must have shape {layout} ({_ranks(ranks)}), "
+            f"{name} must have shape {layout} ({allowed}), "
             f"got {x.dim()} dimensions with shape {tuple(x.shape)}"
         )
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     return x
+
+
+def same_size(name: str, x: Tensor, dim: int, other: str, expected: int, what: str) -> None:
+    """Raise unless dimension ``dim`` of ``x`` has ``expected`` entries, as ``other``'s does.
+
+    For two arguments that must agree, for example a query and keys on the
+    batch size: the message names both and shows both sizes.
+    """
+    if x.shape[dim] != expected:
+        raise ValueError(
+            f"{name} must have the same {what} as {other} ({expected}), "
+            f"got {x.shape[dim]} (shape {tuple(x.shape)})"
+        )
+
+
+def same_dtype(name: str, x: Tensor, other: str, expected: torch.dtype) -> None:
+    """Raise ``TypeError`` unless ``x`` has the dtype of the argument ``other``."""
+    if x.dtype != expected:
+        raise TypeError(f"{name} must have the dtype of {other}, {expected}, got {x.dtype}")
 
 
 def last_dim(name: str, x: Tensor, expected: int, what: str) -> None:
@@ -125,6 +154,29 @@ def context_fits(name: str, x: Tensor, context_length: int) -> None:
         )
 
 
+def mask(name: str, value: object, shape: Sequence[int], what: str) -> Tensor:
+    """Check a boolean mask (``True`` = blocked) that must broadcast to ``shape``.
+
+    Args:
+        name: The argument's name, for the message.
+        value: The object to check.
+        shape: The shape the mask is broadcast to.
+        what: What has that shape, for the message, for example ``"the scores'"``.
+
+    Returns:
+        ``value``, unchanged.
+    """
+    m = tensor(name, value)
+    if m.dtype != torch.bool:
+        raise TypeError(f"{name} must have dtype torch.bool (True = blocked), got {m.dtype}")
+    trailing = shape[len(shape) - m.dim() :] if m.dim() <= len(shape) else None
+    if trailing is None or any(a not in (1, b) for a, b in zip(m.shape, trailing, strict=True)):
+        raise ValueError(
+            f"{name} must broadcast to {what} shape {tuple(shape)}, got {tuple(m.shape)}"
+        )
+    return m
+
+
 def padding_mask(name: str, mask: object, batch: int, tokens: int, device: torch.device) -> Tensor:
     """Check a key padding mask of shape (B, T), dtype bool, True = padding."""
     m = tensor(name, mask)
@@ -135,6 +187,18 @@ def padding_mask(name: str, mask: object, batch: int, tokens: int, device: torch
     if m.device != device:
         raise ValueError(f"{name} must be on device {device}, got {m.device}")
     return m
+
+
+def compiling() -> bool:
+    """Whether ``torch.compile`` (or ``torch.export``) is tracing the caller.
+
+    Checks of shapes and dtypes read Python numbers and cost nothing in a
+    compiled graph. Checks of a tensor's *values* need them on the host (a
+    device sync, and a graph break under ``fullgraph=True``): callers run
+    those only when this is ``False`` and put ``torch._assert_async`` in the
+    graph otherwise.
+    """
+    return is_compiling()
 
 
 def _ranks(ranks: Sequence[int]) -> str:

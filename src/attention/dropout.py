@@ -50,6 +50,16 @@ def _generator(generator: object) -> torch.Generator | None:
     return generator
 
 
+def _shape(name: str, value: object) -> tuple[int, ...]:
+    if not isinstance(value, tuple | list | torch.Size):
+        raise TypeError(f"{name} must be a tuple of ints, got {type(value).__name__}")
+    if any(isinstance(size, bool) or not isinstance(size, int) for size in value):
+        raise TypeError(f"{name} must be a tuple of ints, got {tuple(value)!r}")
+    if any(size < 0 for size in value):
+        raise ValueError(f"{name} must hold ints >= 0, got {tuple(value)!r}")
+    return tuple(value)
+
+
 def keep_mask(
     shape: tuple[int, ...] | torch.Size,
     p: float,
@@ -78,9 +88,10 @@ def keep_mask(
         True
     """
     rate = _checks.probability("p", p)
+    size = _shape("shape", shape)
     g = _generator(generator)
     where = device if device is not None or g is None else g.device
-    return torch.rand(tuple(shape), generator=g, device=where) >= rate  # shape
+    return torch.rand(size, generator=g, device=where) >= rate  # shape
 
 
 def inverted_dropout(
@@ -109,7 +120,7 @@ def inverted_dropout(
         >>> set(inverted_dropout(torch.ones(100), 0.5, training=True, generator=g).tolist())
         {0.0, 2.0}
     """
-    t = _checks.tensor("x", x)
+    t = _checks.floating("x", x, layout="any shape")
     rate = _checks.probability("p", p)
     if not _checks.flag("training", training) or rate == 0.0:
         return t
@@ -201,13 +212,12 @@ def dropout_attention(
         True
     """
     where = _placement(placement)
-    q = _checks.floating("queries", queries, ranks=(2, 3, 4), layout="(..., T_q, D)")
-    k = _checks.floating("keys", keys, ranks=(2, 3, 4), layout="(..., T_k, D)")
-    v = _checks.floating("values", values, ranks=(2, 3, 4), layout="(..., T_k, D_v)")
-    _checks.last_dim("keys", k, q.shape[-1], "queries' D")
+    q, k, v = _check_qkv(queries, keys, values)
     scores = q @ k.transpose(-2, -1)  # (..., T_q, D) @ (..., D, T_k) -> (..., T_q, T_k)
     scores = scores / k.shape[-1] ** 0.5
     if where == "scores":
+        if blocked is not None:  # checked before expand, which would fail less clearly
+            blocked = _checks.mask("blocked", blocked, scores.shape, "the scores'")
         base = torch.zeros_like(scores, dtype=torch.bool) if blocked is None else blocked
         base = base.expand(scores.shape)  # (..., T_q, T_k)
         blocked = drop_scores(base, p, training=training, generator=generator)
@@ -218,6 +228,18 @@ def dropout_attention(
     if where == "context":
         context = inverted_dropout(context, p, training=training, generator=generator)
     return context, weights
+
+
+def _check_qkv(queries: object, keys: object, values: object) -> tuple[Tensor, Tensor, Tensor]:
+    """The tensor checks of :func:`dropout_attention`; return the three tensors."""
+    q = _checks.floating("queries", queries, ranks=(2, 3, 4), layout="(..., T_q, D)")
+    k = _checks.floating("keys", keys, ranks=(2, 3, 4), layout="(..., T_k, D)")
+    v = _checks.floating("values", values, ranks=(2, 3, 4), layout="(..., T_k, D_v)")
+    _checks.last_dim("keys", k, q.shape[-1], "queries' D")
+    _checks.same_size("values", v, -2, "keys", k.shape[-2], "number of tokens T_k")
+    _checks.same_dtype("keys", k, "queries", q.dtype)
+    _checks.same_dtype("values", v, "queries", q.dtype)
+    return q, k, v
 
 
 class PlacementAttention(CausalAttention):
@@ -259,7 +281,7 @@ class PlacementAttention(CausalAttention):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(d_in, d_out, context_length, dropout, qkv_bias)
-        self.placement = _placement(placement)  # new
+        self.placement: Placement = _placement(placement)  # new
         self.generator = _generator(generator)  # new
 
     @overload

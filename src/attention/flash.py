@@ -136,7 +136,8 @@ class _FlashAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
+    def backward(ctx: Any, *grad_outputs: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
+        (grad_out,) = grad_outputs  # the one output's gradient; *args as the base declares
         if torch.is_grad_enabled():  # autograd.grad(..., create_graph=True) asked for it
             raise RuntimeError(
                 "flash_attention has no second derivatives: its backward pass cannot run "

@@ -52,16 +52,9 @@ def masked_softmax(scores: Tensor, blocked: Tensor | None) -> Tensor:
     Returns:
         Weights, shape of ``scores``: rows sum to 1, fully blocked rows to 0.
     """
-    s = _checks.floating("scores", scores, ranks=range(1, 65), layout="(..., T_k)")
+    s = _checks.floating("scores", scores, layout="(..., T_k)", min_dims=1)
     if blocked is None:
         return torch.softmax(s, dim=-1)
-    m = _checks.tensor("blocked", blocked)
-    if m.dtype != torch.bool:
-        raise TypeError(f"blocked must have dtype torch.bool (True = blocked), got {m.dtype}")
-    trailing = s.shape[s.dim() - m.dim() :] if m.dim() <= s.dim() else None
-    if trailing is None or any(a not in (1, b) for a, b in zip(m.shape, trailing, strict=True)):
-        raise ValueError(
-            f"blocked must broadcast to the scores' shape {tuple(s.shape)}, got {tuple(m.shape)}"
-        )
+    m = _checks.mask("blocked", blocked, s.shape, "the scores'")
     weights = torch.softmax(s.masked_fill(m, -torch.inf), dim=-1)  # (..., T_q, T_k)
     return weights.masked_fill(m.all(dim=-1, keepdim=True), 0.0)

@@ -35,6 +35,7 @@ from attention.multihead import MultiHeadAttention
 
 _GPT_LAYOUT = "(B, T) token ids"
 _HALF_TYPES = (torch.float16, torch.bfloat16)
+_ID_TYPES = (torch.int64, torch.int32)  # the index dtypes nn.Embedding accepts
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class LayerNorm(nn.Module):
     def __init__(self, emb_dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.emb_dim = _checks.positive_int("emb_dim", emb_dim)
-        self.eps = _checks.positive_number("eps", eps)  # finite and > 0
+        self.eps = _checks.positive_number("eps", eps)
         self.scale = nn.Parameter(torch.ones(emb_dim))
         self.shift = nn.Parameter(torch.zeros(emb_dim))
 
@@ -138,7 +139,7 @@ class LayerNorm(nn.Module):
             Tensor of the same shape, in the dtype of ``x`` and the parameters
             (float32 if one of them is float32 and the other a half type).
         """
-        x = _checks.floating("x", x, ranks=range(1, 8), layout="(..., C)")
+        x = _checks.floating("x", x, layout="(..., C)", min_dims=1)
         _checks.last_dim("x", x, self.emb_dim, "emb_dim")
         # In float16 a variance of 400^2 already overflows (the largest float16
         # is 65504), so half types are normalised in float32, as nn.LayerNorm
@@ -223,7 +224,7 @@ class GELU(nn.Module):
         Returns:
             Tensor of the same shape.
         """
-        x = _checks.floating("x", x, ranks=range(65), layout="(...)")  # any rank torch allows
+        x = _checks.floating("x", x, layout="any shape")
         # Half types in float32, rounded once at the end, as F.gelu does: in
         # float16, 1 + tanh(...) cancels to 0 for x below about -4, and x^3
         # overflows above 40.
@@ -265,8 +266,9 @@ class FeedForward(nn.Module):
         """
         first = self.layers[0]
         assert isinstance(first, nn.Linear)
-        x = _checks.floating("x", x, ranks=range(1, 8), layout="(..., C)")
+        x = _checks.floating("x", x, layout="(..., C)", min_dims=1)
         _checks.last_dim("x", x, first.in_features, "emb_dim")
+        _checks.matches_parameters("x", x, first.weight)
         out: Tensor = self.layers(x)  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
         return out
 
@@ -405,8 +407,8 @@ class GPTModel(nn.Module):
         """Logits for the next token after every position of ``in_idx``.
 
         Args:
-            in_idx: Token ids, integer tensor of shape (B, T), each in
-                [0, vocab_size).
+            in_idx: Token ids, int64 or int32 tensor of shape (B, T), each
+                in [0, vocab_size).
             cache: A :class:`attention.kv_cache.KVCache`. When given, ``in_idx`` holds only the
                 tokens after the S already cached; they take positions S to
                 S + T - 1 and the cache grows by T. Default: ``None``.
@@ -414,18 +416,10 @@ class GPTModel(nn.Module):
         Returns:
             Logits, shape (B, T, vocab_size).
         """
-        if cache is not None and not isinstance(cache, KVCache):
-            raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
-        past = 0 if cache is None else cache.length
-        idx = self._check_ids(in_idx, past)
+        idx, past = self._check_inputs(in_idx, cache)  # past: S, the tokens already cached
         b, num_tokens = idx.shape
-        if cache is not None:
-            if cache.batch not in (None, b):
-                raise ValueError(
-                    f"in_idx has batch size {b}, but the cache holds batch size {cache.batch}"
-                )
-            if not cache.layers:
-                cache.layers = [LayerKV() for _ in self.trf_blocks]
+        if cache is not None and not cache.layers:
+            cache.layers = [LayerKV() for _ in self.trf_blocks]
         positions = torch.arange(past, past + num_tokens, device=idx.device)  # (T,)
         x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, C) + (T, C) -> (B, T, C)
         x = self.drop_emb(x)
@@ -437,45 +431,99 @@ class GPTModel(nn.Module):
         logits: Tensor = self.out_head(x)  # (B, T, C) @ (C, V) -> (B, T, V)
         return logits
 
-    def _check_ids(self, in_idx: object, past: int, name: str = "in_idx") -> Tensor:
-        idx = _checks.tensor(name, in_idx)
-        if idx.dtype not in (torch.int64, torch.int32):
+    def _check_inputs(self, in_idx: object, cache: object) -> tuple[Tensor, int]:
+        """Check ``in_idx`` and ``cache``; return the ids and S, the tokens cached."""
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
+        past = 0 if cache is None else cache.length
+        idx = self._check_ids("in_idx", in_idx)
+        if cache is not None and cache.batch not in (None, idx.shape[0]):
+            raise ValueError(
+                f"in_idx has batch size {idx.shape[0]}, but the cache holds batch size "
+                f"{cache.batch}; start a new KVCache for another batch"
+            )
+        context_length = self.cfg.context_length
+        if past + idx.shape[1] > context_length:
+            if past >= context_length:
+                raise ValueError(
+                    f"the cache already holds context_length={context_length} tokens, so "
+                    f"in_idx cannot add {idx.shape[1]} more; start a new KVCache"
+                )
+            raise ValueError(
+                f"in_idx has {idx.shape[1]} tokens (plus {past} cached), more than "
+                f"context_length={context_length}; keep only the last "
+                f"{context_length - past} tokens"
+            )
+        return idx, past
+
+    def _check_ids(self, name: str, ids: object) -> Tensor:
+        """Check token ids ``ids`` (the argument ``name``) against the model; return them."""
+        idx = _token_ids(name, ids)
+        if idx.dtype not in _ID_TYPES:
             raise TypeError(
-                f"{name} must hold integer token ids of dtype torch.long or torch.int "
-                f"(what nn.Embedding indexes with), got dtype {idx.dtype}"
-            )
-        if idx.dim() != 2:
-            raise ValueError(
-                f"{name} must have shape {_GPT_LAYOUT} (2-D), got {idx.dim()} dimensions "
-                f"with shape {tuple(idx.shape)}; add a batch dimension with {name}[None]"
-            )
-        if idx.shape[0] == 0 or idx.shape[1] == 0:
-            raise ValueError(
-                f"{name} must hold at least one sequence of at least one token, "
-                f"got shape {tuple(idx.shape)}"
+                f"{name} must hold integer token ids, got dtype {idx.dtype}; the embedding "
+                f"takes torch.int64 or torch.int32 (convert with {name}.long())"
             )
         if idx.device != self.tok_emb.weight.device:
             raise ValueError(
                 f"{name} must be on the model's device {self.tok_emb.weight.device}, "
                 f"got {idx.device}"
             )
-        # The range check reads the ids' values, which costs a host sync and would
-        # break a torch.compile(fullgraph=True) graph; while compiling, nn.Embedding's
-        # own index check stands in for it.
-        if not torch.compiler.is_compiling():
-            low, high = torch.stack(torch.aminmax(idx)).tolist()  # one sync for both
-            if low < 0 or high >= self.cfg.vocab_size:
-                raise ValueError(
-                    f"{name} must hold ids in [0, vocab_size={self.cfg.vocab_size}), "
-                    f"got values from {low} to {high}"
-                )
-        if past + idx.shape[1] > self.cfg.context_length:
+        vocab = self.cfg.vocab_size
+        in_range = ((idx >= 0) & (idx < vocab)).all()  # 0-d bool tensor, still on the device
+        if _checks.compiling():
+            # Reading in_range on the host would break a fullgraph=True graph (and
+            # stall a GPU on every call). The assert is traced into the graph
+            # instead and stops bad ids there: a RuntimeError on the CPU; on a GPU
+            # a device-side assert, which, like any, ends the CUDA context.
+            # (torch._assert_async calls this aten op; torch's stubs do not
+            # export torch._assert_async itself.)
+            message = f"{name} must hold ids in [0, vocab_size={vocab})"
+            torch.ops.aten._assert_async.msg(in_range, message)
+        elif not in_range:  # eager: one host sync; the range is read only to report it
+            low, high = torch.stack(torch.aminmax(idx)).tolist()
             raise ValueError(
-                f"{name} has {idx.shape[1]} tokens (plus {past} cached), more than "
-                f"context_length={self.cfg.context_length}; keep only the last "
-                f"{self.cfg.context_length - past} tokens"
+                f"{name} must hold ids in [0, vocab_size={vocab}), got values from {low} to {high}"
             )
         return idx
+
+
+def _token_ids(name: str, ids: object) -> Tensor:
+    """Return ``ids`` if it is a non-empty (B, T) tensor of integers, else raise."""
+    idx = _checks.tensor(name, ids)
+    if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex():
+        raise TypeError(f"{name} must hold integer token ids, got dtype {idx.dtype}")
+    if idx.dim() != 2:
+        raise ValueError(
+            f"{name} must have shape {_GPT_LAYOUT} (2-D), got {idx.dim()} dimensions "
+            f"with shape {tuple(idx.shape)}; add a batch dimension with {name}[None]"
+        )
+    if idx.shape[0] == 0 or idx.shape[1] == 0:
+        raise ValueError(
+            f"{name} must hold at least one sequence of at least one token, "
+            f"got shape {tuple(idx.shape)}"
+        )
+    return idx
+
+
+def _check_generation(
+    model: object, idx: object, max_new_tokens: object, context_size: object, use_cache: object
+) -> Tensor:
+    """The argument checks of :func:`generate_text_simple`; return ``idx``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _checks.non_negative_int("max_new_tokens", max_new_tokens)
+    size = _checks.positive_int("context_size", context_size)
+    if _checks.flag("use_cache", use_cache) and not isinstance(model, GPTModel):
+        raise TypeError(f"use_cache=True needs a GPTModel, got {type(model).__name__}")
+    if not isinstance(model, GPTModel):
+        return _token_ids("idx", idx)
+    if size > model.cfg.context_length:
+        raise ValueError(
+            f"context_size must be at most the model's context_length="
+            f"{model.cfg.context_length}, got {size}"
+        )
+    return model._check_ids("idx", idx)
 
 
 @torch.no_grad()
@@ -505,7 +553,8 @@ def generate_text_simple(
             (B, T, V) logits without the cache).
         idx: Starting ids, integer tensor of shape (B, T).
         max_new_tokens: Number of tokens to append (0 returns ``idx``).
-        context_size: The most tokens the model sees per step.
+        context_size: The most tokens the model sees per step; for a
+            :class:`GPTModel`, at most its ``context_length``.
         use_cache: Use a key-value cache; needs a :class:`GPTModel`.
             Default: ``False``.
 
@@ -518,28 +567,7 @@ def generate_text_simple(
         >>> generate_text_simple(model, torch.tensor([[1, 2]]), 3, 8).shape
         torch.Size([1, 5])
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    idx = _checks.tensor("idx", idx)
-    if idx.dim() != 2:
-        raise ValueError(
-            f"idx must have shape {_GPT_LAYOUT} (2-D), got {idx.dim()} dimensions "
-            f"with shape {tuple(idx.shape)}"
-        )
-    _checks.non_negative_int("max_new_tokens", max_new_tokens)
-    _checks.positive_int("context_size", context_size)
-    _checks.flag("use_cache", use_cache)
-    if use_cache and not isinstance(model, GPTModel):
-        raise TypeError(f"use_cache=True needs a GPTModel, got {type(model).__name__}")
-    if isinstance(model, GPTModel):
-        window_limit = min(context_size, model.cfg.context_length)
-        model._check_ids(idx[:, -window_limit:], 0, name="idx")  # errors name idx, not in_idx
-        if context_size > model.cfg.context_length:
-            raise ValueError(
-                f"context_size must be at most the model's context_length="
-                f"{model.cfg.context_length}, got {context_size}"
-            )
-
+    idx = _check_generation(model, idx, max_new_tokens, context_size, use_cache)
     cache: KVCache | None = None
     for _ in range(max_new_tokens):
         window = idx[:, -context_size:]  # (B, T') with T' <= context_size
@@ -608,7 +636,7 @@ def generate(
     """
     if not isinstance(model, GPTModel):
         raise TypeError(f"model must be a GPTModel, got {type(model).__name__}")
-    idx = model._check_ids(idx, 0, name="idx")
+    idx = model._check_ids("idx", idx)
     _checks.non_negative_int("max_new_tokens", max_new_tokens)
     if isinstance(temperature, bool) or not isinstance(temperature, int | float):
         raise TypeError(f"temperature must be a number >= 0, got {type(temperature).__name__}")

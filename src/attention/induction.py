@@ -168,7 +168,9 @@ class AttentionOnlyTransformer(nn.Module):
 def _tokens(name: str, tokens: object, config: InductionConfig) -> Tensor:
     """Return ``tokens`` if it is a (B, T) int64 tensor the model can read, else raise."""
     t = _checks.tensor(name, tokens)
-    if t.dim() != 2 or t.dtype != torch.int64 or t.numel() == 0:
+    if t.dtype != torch.int64:
+        raise TypeError(f"{name} must be an int64 tensor of token ids, got dtype {t.dtype}")
+    if t.dim() != 2 or t.numel() == 0:
         raise ValueError(
             f"{name} must be a non-empty int64 tensor of shape (B, T), "
             f"got dtype {t.dtype} and shape {tuple(t.shape)}"

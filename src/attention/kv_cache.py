@@ -19,6 +19,8 @@ from attention.multihead import MultiHeadAttention
 
 __all__ = ["KVCache", "LayerKV", "cached_attention"]
 
+_LAYOUT = "(B, H, T, D)"
+
 
 class LayerKV:
     """The keys and values one attention layer has seen so far.
@@ -39,26 +41,32 @@ class LayerKV:
 
     def extend(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """Append new (B, H, T, D) keys and values; return all (B, H, S + T, D)."""
-        k = _checks.floating("keys", keys, ranks=(4,), layout="(B, H, T, D)")
-        v = _checks.floating("values", values, ranks=(4,), layout="(B, H, T, D)")
-        if k.shape[:3] != v.shape[:3]:
-            raise ValueError(
-                f"keys and values must have the same (B, H, T), got keys {tuple(k.shape)} "
-                f"and values {tuple(v.shape)}"
-            )
-        if self.keys is not None and (
-            k.shape[:2] != self.keys.shape[:2] or k.shape[3] != self.keys.shape[3]
-        ):
-            raise ValueError(
-                f"keys must match the cached (B, H, _, D) = {tuple(self.keys.shape)}, "
-                f"got {tuple(k.shape)}; start a new cache for another batch or layer"
-            )
+        self._check(keys, values)
         if self.keys is None or self.values is None:
             self.keys, self.values = keys, values
         else:
             self.keys = torch.cat((self.keys, keys), dim=2)  # (B, H, S + T, D)
             self.values = torch.cat((self.values, values), dim=2)  # (B, H, S + T, D)
         return self.keys, self.values
+
+    def _check(self, keys: object, values: object) -> None:
+        """Raise unless ``keys`` and ``values`` can join each other and the cache."""
+        k = _checks.floating("keys", keys, ranks=(4,), layout=_LAYOUT)
+        v = _checks.floating("values", values, ranks=(4,), layout=_LAYOUT)
+        if k.shape != v.shape:
+            raise ValueError(
+                f"keys and values must have the same shape (B, H, T, D), "
+                f"got {tuple(k.shape)} and {tuple(v.shape)}"
+            )
+        _checks.same_dtype("values", v, "keys", k.dtype)
+        if self.keys is None:
+            return
+        cached = self.keys
+        for dim, what in ((0, "batch size B"), (1, "number of heads H"), (3, "head width D")):
+            _checks.same_size("keys", k, dim, "the cached keys", cached.shape[dim], what)
+        _checks.same_dtype("keys", k, "the cached keys", cached.dtype)
+        if k.device != cached.device:
+            raise ValueError(f"keys must be on the cache's device {cached.device}, got {k.device}")
 
 
 class KVCache:
@@ -106,20 +114,7 @@ def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
     Returns:
         Output for the new tokens, shape (B, T, C).
     """
-    if not att.causal or att.d_context != att.d_in:
-        raise ValueError(
-            "cached_attention needs a causal self-attention layer (causal=True, no "
-            f"d_context); got causal={att.causal}, d_context={att.d_context}, d_in={att.d_in}"
-        )
-    x = _checks.layer_input(
-        x, d_in=att.d_in, ranks=(3,), layout="(B, T, C)", parameter=att.W_query.weight
-    )
-    cached = getattr(kv, "keys", None)  # any cache with extend() and length will do
-    if isinstance(cached, Tensor) and cached.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"x has batch size {x.shape[0]}, but the cache holds batch size "
-            f"{cached.shape[0]}; start a new LayerKV for another batch"
-        )
+    x = _check_cached_input(att, x, kv)  # also: x's batch size is the cache's
     b, num_tokens, _ = x.shape
     past = kv.length
     if past + num_tokens > att.context_length:
@@ -141,3 +136,27 @@ def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
     context = context.transpose(1, 2).contiguous().view(b, num_tokens, att.d_out)  # (B, T, C)
     out: Tensor = att.out_proj(context)  # (B, T, C)
     return out
+
+
+def _check_cached_input(att: object, x: object, kv: object) -> Tensor:
+    """The argument checks of :func:`cached_attention`; return ``x``."""
+    if not isinstance(att, MultiHeadAttention):
+        raise TypeError(f"att must be a MultiHeadAttention, got {type(att).__name__}")
+    if not att.causal or att.d_context != att.d_in:
+        raise ValueError(
+            "att must be a causal self-attention layer (causal=True, no d_context), "
+            f"got causal={att.causal}, d_context={att.d_context}, d_in={att.d_in}"
+        )
+    # Any cache with extend() and length will do (the exercises pass the reader's own).
+    if not (callable(getattr(kv, "extend", None)) and hasattr(kv, "length")):
+        raise TypeError(
+            f"kv must be a LayerKV, got {type(kv).__name__} (any cache with extend() and "
+            f"length will do)"
+        )
+    t = _checks.layer_input(
+        x, d_in=att.d_in, ranks=(3,), layout="(B, T, C)", parameter=att.W_query.weight
+    )
+    cached = getattr(kv, "keys", None)
+    if isinstance(cached, Tensor):
+        _checks.same_size("x", t, 0, "the cache", cached.shape[0], "batch size B")
+    return t

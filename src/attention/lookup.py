@@ -165,6 +165,8 @@ def lookup_scores(query: Tensor, keys: Tensor, *, similarity: Similarity = "dist
     q = _checks.floating("query", query, ranks=(1, 2), layout="(d_k,) or (M, d_k)")
     k = _checks.floating("keys", keys, ranks=(2,), layout="(N, d_k)")
     _checks.last_dim("keys", k, q.shape[-1], "query's d_k")
+    if k.shape[0] == 0:
+        raise ValueError(f"keys must hold at least one key (N >= 1), got shape {tuple(k.shape)}")
     if q.dtype != k.dtype:
         raise TypeError(f"query and keys must share a dtype, got {q.dtype} and {k.dtype}")
     if similarity == "distance":

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import DeviceType, ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -179,7 +179,7 @@ def _cpu_memory_events(prof: profile) -> list[tuple[int, int]]:
     results = prof.profiler.kineto_results if prof.profiler is not None else None
     if results is None:
         raise RuntimeError("PyTorch's profiler recorded nothing; was it started?")
-    cpu = torch._C._autograd.DeviceType.CPU
+    cpu = DeviceType.CPU
     return sorted(
         # nbytes() exists on memory events but is missing from torch's stubs.
         (event.start_ns(), event.nbytes())  # type: ignore[attr-defined]

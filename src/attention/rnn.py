@@ -65,7 +65,9 @@ def digit_batch(
 def _digits(name: str, tokens: object, *, batch: int | None = None) -> Tensor:
     """Return ``tokens`` if it is a non-empty (B, S) int64 tensor of digits, else raise."""
     t = _checks.tensor(name, tokens)
-    if t.dim() != 2 or t.dtype != torch.int64 or t.numel() == 0:
+    if t.dtype != torch.int64:
+        raise TypeError(f"{name} must be an int64 tensor of digits, got dtype {t.dtype}")
+    if t.dim() != 2 or t.numel() == 0:
         raise ValueError(
             f"{name} must be a non-empty int64 tensor of shape (B, S), "
             f"got dtype {t.dtype} and shape {tuple(t.shape)}"
@@ -117,33 +119,39 @@ class AdditiveAttention(nn.Module):
             ``(context, weights)``: context (B, key_size) and weights (B, S),
             non-negative, each row summing to one.
         """
-        q = _checks.floating("query", query, ranks=(2,), layout="(B, query_size)")
-        k = _checks.floating("keys", keys, ranks=(3,), layout="(B, S, key_size)")
-        _checks.last_dim("query", q, self.W_s.in_features, "query_size")
-        _checks.last_dim("keys", k, self.W_h.in_features, "key_size")
-        _checks.matches_parameters("query", q, self.W_s.weight)
-        _checks.matches_parameters("keys", k, self.W_h.weight)
-        if k.shape[0] != q.shape[0]:
-            raise ValueError(
-                f"keys must have the batch size of query, {q.shape[0]}, got {k.shape[0]} "
-                f"(keys has shape {tuple(k.shape)})"
-            )
+        q, k = _additive_inputs(self, query, keys, projected_keys)
         if projected_keys is None:
             projected_keys = self.W_h(k)  # (B, S, key_size) -> (B, S, A)
-        else:
-            p = _checks.floating("projected_keys", projected_keys, ranks=(3,), layout="(B, S, A)")
-            expected = (*k.shape[:2], self.W_h.out_features)
-            if tuple(p.shape) != expected:
-                raise ValueError(
-                    f"projected_keys must be W_h(keys), shape (B, S, A) = {expected}, "
-                    f"got {tuple(p.shape)}"
-                )
-            _checks.matches_parameters("projected_keys", p, self.W_h.weight)
         hidden = torch.tanh(self.W_s(q)[:, None, :] + projected_keys)  # (B, 1, A) + (B, S, A)
         scores = self.v(hidden).squeeze(-1)  # (B, S, A) -> (B, S, 1) -> (B, S)
         weights = torch.softmax(scores, dim=-1)  # (B, S), over the source positions
         context = (weights[:, None, :] @ k).squeeze(1)  # (B, 1, S) @ (B, S, N) -> (B, N)
         return context, weights
+
+
+def _additive_inputs(
+    layer: AdditiveAttention, query: object, keys: object, projected_keys: object
+) -> tuple[Tensor, Tensor]:
+    """The argument checks of :meth:`AdditiveAttention.forward`; return query and keys."""
+    q = _checks.floating("query", query, ranks=(2,), layout="(B, query_size)")
+    k = _checks.floating("keys", keys, ranks=(3,), layout="(B, S, key_size)")
+    _checks.last_dim("query", q, layer.W_s.in_features, "query_size")
+    _checks.last_dim("keys", k, layer.W_h.in_features, "key_size")
+    _checks.matches_parameters("query", q, layer.W_s.weight)
+    _checks.matches_parameters("keys", k, layer.W_h.weight)
+    _checks.same_size("keys", k, 0, "query", q.shape[0], "batch size B")
+    if k.shape[1] == 0:
+        raise ValueError(f"keys must hold at least one state (S >= 1), got shape {tuple(k.shape)}")
+    if projected_keys is not None:
+        p = _checks.floating("projected_keys", projected_keys, ranks=(3,), layout="(B, S, A)")
+        expected = (*k.shape[:2], layer.W_h.out_features)
+        if tuple(p.shape) != expected:
+            raise ValueError(
+                f"projected_keys must have shape (B, S, A) = {expected}, the shape of "
+                f"W_h(keys), got {tuple(p.shape)}"
+            )
+        _checks.matches_parameters("projected_keys", p, layer.W_h.weight)
+    return q, k
 
 
 class Encoder(nn.Module):
@@ -265,6 +273,7 @@ class Seq2Seq(nn.Module):
         e = _checks.positive_int("embed_size", config.embed_size)
         n = _checks.positive_int("hidden_size", config.hidden_size)
         a = _checks.positive_int("attention_size", config.attention_size)
+        _checks.flag("attention", config.attention)
         self.config = config
         self.encoder = Encoder(e, n)
         self.decoder = AttentionDecoder(e, n, a) if config.attention else Decoder(e, n)

@@ -40,6 +40,8 @@ def position_accuracy(model: Seq2Seq, source: Tensor, target: Tensor) -> Tensor:
     Returns:
         Float tensor (S,): the fraction of strings whose digit i comes out right.
     """
+    if not isinstance(model, Seq2Seq):
+        raise TypeError(f"model must be a Seq2Seq, got {type(model).__name__}")
     tgt = _digits("target", target)
     if tgt.shape != _digits("source", source).shape:
         raise ValueError(

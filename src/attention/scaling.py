@@ -85,6 +85,8 @@ def _stats_inputs(queries: object, keys: object, upstream: object) -> tuple[Tens
             f"got shape {tuple(k_in.shape)}"
         )
     _checks.last_dim("keys", k_in, q_in.shape[-1], "d_k of queries")
+    _checks.same_dtype("keys", k_in, "queries", q_in.dtype)
+    _checks.same_dtype("upstream", u, "queries", q_in.dtype)
     expected = (*q_in.shape[:-1], k_in.shape[-2])
     if tuple(u.shape) != expected:
         raise ValueError(f"upstream must have the scores' shape {expected}, got {tuple(u.shape)}")

@@ -85,6 +85,8 @@ def weight_gradient_means(model: nn.Module, x: Tensor) -> dict[str, float]:
         >>> list(weight_gradient_means(net, torch.tensor([[1.0, 0.0, -1.0]])))[0]
         'layers.0.0.weight'
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     output = model(x)
     loss = nn.functional.mse_loss(output, torch.zeros_like(output))
     loss.backward()  # type: ignore[no-untyped-call]

@@ -57,12 +57,7 @@ def attention_scores(query: Tensor, inputs: Tensor) -> Tensor:
 
 
 def _scores(name: str, scores: object) -> Tensor:
-    s = _checks.tensor(name, scores)
-    if not s.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {s.dtype}")
-    if s.dim() == 0:
-        raise ValueError(f"{name} must have at least 1 dimension, got a 0-d tensor")
-    return s
+    return _checks.floating(name, scores, layout="(..., T)", min_dims=1)
 
 
 def normalize_by_sum(scores: Tensor) -> Tensor:
@@ -132,6 +127,7 @@ def context_vector(weights: Tensor, inputs: Tensor) -> Tensor:
         raise ValueError(
             f"weights has {w.shape[0]} entries but inputs has {x.shape[0]} tokens; they must match"
         )
+    _checks.same_dtype("inputs", x, "weights", w.dtype)
     return w @ x  # (T,) @ (T, d_in) -> (d_in,)
 
 
