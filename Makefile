@@ -64,6 +64,7 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks conf.py docs/_ext
 	$(BIN)/ruff format --check src tests benchmarks conf.py docs/_ext
 	$(BIN)/mypy
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 
 test-package: setup
 	$(BIN)/python -m pytest -m "not site"

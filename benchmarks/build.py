@@ -453,7 +453,7 @@ def _resolve(command: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the builds, print and save the results."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("command", nargs="+", help="the build command, after --")
     parser.add_argument("--workdir", type=Path, help="build here and keep it (default: a temp dir)")
     parser.add_argument("--chapters", nargs="+", help="copy only these notebooks (a quick run)")
