@@ -73,21 +73,21 @@ FLOATING_POINT_SETTINGS = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPA
 
 
 def _execution_cache() -> Path:
-    """A cache folder named by everything that can change a chapter's outputs.
+    """A cache folder named by what every chapter's outputs depend on.
 
-    The execution cache keys a page only on its own code cells, so an edit to
-    ``src/`` alone would leave every page showing outputs of the old code.
-    Naming the folder by a hash of the package source and of the numeric
-    libraries' versions (and of the floating-point settings) means any such
-    edit lands in a fresh folder (and the changed ``nb_execution_cache_path``
-    makes Sphinx re-read every page).
-    Reverting an edit finds its old folder again; all but the newest few
-    folders are pruned.
+    The execution cache keys a page on its own code cells only. The versions
+    of the numeric libraries and the floating-point settings can change any
+    page's numbers, so they name the folder: a new torch, say, lands in a
+    fresh folder (and the changed ``nb_execution_cache_path`` makes Sphinx
+    re-read every page). The package's own source does not: an edit to
+    ``src/attention`` re-executes exactly the pages whose kernels loaded the
+    edited file (docs/_ext/package_deps.py).
+    Reverting a version change finds its old folder again; all but the newest
+    few folders are pruned.
     """
     digest = hashlib.sha256()
-    for path in sorted(p for p in SRC.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(path.relative_to(SRC).as_posix().encode())
-        digest.update(path.read_bytes())
+    # Bump when package_deps' record changes meaning: older caches lack it.
+    digest.update(b"package_deps 1")
     for dist in ("torch", "numpy", "matplotlib", "ipykernel"):
         try:
             digest.update(f"{dist}=={importlib.metadata.version(dist)}".encode())
@@ -118,6 +118,11 @@ nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+
+# docs/_ext/package_deps.py re-executes a page when a package file its kernel
+# loaded changes, and no other page.
+extensions.append("package_deps")
+package_deps_src = "src"
 
 # -- Parallel reading -----------------------------------------------------------
 

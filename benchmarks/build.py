@@ -2,7 +2,7 @@
 
 In a temporary copy of the project (the working tree is never touched), with
 its own ``ATTENTION_BUILD_DIR``, the script runs the Makefile's ``make html``
-command (passed after ``--``) six times:
+command (passed after ``--``) nine times:
 
 1. cold: empty execution cache, empty output; every chapter executes;
 2. no change: nothing edited;
@@ -12,28 +12,41 @@ command (passed after ``--``) six times:
    numbers, new bytes); conf.py's ``page_data`` makes exactly the
    benchmarks appendix, which plots the results, execute again (left out
    when a ``--chapters`` run does not copy it);
-6. package edit: a comment added to ``src/attention/toy.py``. conf.py names
-   the execution cache by a hash of ``src/``, so every chapter executes
-   again: by design, the site never shows outputs of older code.
+6.-9. package edits, each a comment added to one module (or a new module),
+   chosen to show the precise re-execution of docs/_ext/package_deps.py: a
+   page re-executes when a package file its kernel loaded changes, and only
+   then (the site never shows outputs of older code, and never pays for
+   an edit that cannot change a page):
+
+   6. a module one chapter loads (``rnn_training.py``, chapter 1's);
+   7. a module several chapters load (``gpt.py``);
+   8. a module no chapter imports by name, loaded only through another
+      (``kv_cache.py``, which ``gpt.py`` imports);
+   9. a new module that no chapter loads.
+
+   Which chapters loaded which file is read from the records the cold
+   build left in the execution cache.
 
 With ``--fp-command`` (``make bench-build`` passes ``make html-fp``'s build)
 two more builds follow, of the chapters on a second floating-point code path
 as ``make test`` runs them, with their own build folder and cache:
 
-7. fp cold: every chapter executes under the settings of ``--fp-settings``;
-8. fp no change: nothing edited; executes nothing.
+10. fp cold: every chapter executes under the settings of ``--fp-settings``;
+11. fp no change: nothing edited; executes nothing.
 
 For each build it records the wall time, the CPU time of the build and the
 kernels it started, the pages Sphinx read again and the notebooks that
-executed (MyST-NB's "Executing notebook" log lines), and the ratios to the
-cold build. It prints a table and the targets, writes
+executed (MyST-NB's "Executing notebook" log lines) with their execution
+seconds, and the ratios to the cold build. It prints a table and the targets, writes
 ``benchmarks/results/build.json`` and exits with status 1 if a target fails:
 
 - a no-change rebuild takes at most 10 % of a cold build's wall time;
 - editing a code cell of one chapter executes exactly that chapter;
 - editing its prose executes nothing;
 - new benchmark results execute exactly the benchmarks appendix;
-- editing the package executes every chapter;
+- a package edit executes exactly the chapters whose kernels loaded the
+  edited file: one chapter, several, those that loaded it through another
+  module, and none for a module no chapter loads;
 - with ``--fp-command``: the second code path's no-change rebuild executes
   nothing (so ``make test`` pays for it only when the chapters or the package
   change) and its cold build executes every chapter.
@@ -43,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import importlib.metadata
 import json
 import os
@@ -57,6 +71,7 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +129,8 @@ class Report:
     notebooks: list[str]
     steps: list[Step] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
+    # After the cold build: each package file -> the notebooks that loaded it.
+    loaded_by: dict[str, list[str]] = field(default_factory=dict)
 
 
 def executed_notebooks(log: str, docs: Path) -> dict[str, float]:
@@ -231,10 +248,78 @@ def edit_results(project: Path) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def edit_package(project: Path) -> None:
-    """Add a comment to the package: changes the hash conf.py names the cache by."""
-    with (project / "src" / "attention" / "toy.py").open("a", encoding="utf-8") as f:
+@dataclass(frozen=True)
+class ModuleEdit:
+    """A package edit: a comment added to ``module`` (created if it does not exist)."""
+
+    name: str  # the step's label
+    module: str  # path under src/, "attention/gpt.py"
+    loaded_by: str  # which chapters load it: "one", "several", "indirectly" or "none"
+    what: str  # the same in words, for the target
+
+
+MODULE_EDITS = (
+    ModuleEdit("module: one", "attention/rnn_training.py", "one", "a module one chapter loads"),
+    ModuleEdit("module: several", "attention/gpt.py", "several", "a module several chapters load"),
+    ModuleEdit(
+        "module: indirect",
+        "attention/kv_cache.py",
+        "indirectly",
+        "a module loaded only through another",
+    ),
+    ModuleEdit(
+        "module: none",
+        "attention/_added_by_the_build_benchmark.py",
+        "none",
+        "a new module no chapter loads",
+    ),
+)
+
+
+def edit_module(project: Path, module: str) -> None:
+    """Add a comment to a package module, or create it holding only the comment."""
+    with (project / "src" / module).open("a", encoding="utf-8") as f:
         f.write("# A comment added by the build benchmark.\n")
+
+
+def loaded_modules(project: Path, build_dir: str = "_build") -> dict[str, list[str]]:
+    """Each package file mapped to the notebooks whose kernels loaded it.
+
+    Read from the records docs/_ext/package_deps.py leaves beside each cached
+    execution, in the newest execution cache of ``project``'s build folder.
+    """
+    sys.path.insert(0, str(project / "docs" / "_ext"))
+    try:  # by name: docs/_ext is no package, and jupyter-cache has no types
+        package_deps = importlib.import_module("package_deps")
+        get_cache = importlib.import_module("jupyter_cache").get_cache
+    finally:
+        sys.path.pop(0)
+    caches = sorted(
+        (project / build_dir / ".jupyter_cache").iterdir(), key=lambda p: p.stat().st_mtime
+    )
+    cache = get_cache(str(caches[-1]))
+    loaded: dict[str, set[str]] = {}
+    for record in cache.list_cache_records():
+        files = package_deps.read_record(cache.get_cache_bundle(record.pk).nb) or {}
+        for name in files:
+            loaded.setdefault(name, set()).add(_docname(record.uri, project / "docs"))
+    return {name: sorted(pages) for name, pages in sorted(loaded.items())}
+
+
+def imported_by_name(docs: Path, module: str) -> list[str]:
+    """The notebooks whose source names ``module`` ("attention/gpt.py") in an import."""
+    dotted = module.removesuffix(".py").replace("/", ".")
+    package, _, leaf = dotted.rpartition(".")
+    pattern = re.compile(
+        rf"^\s*(?:from\s+{re.escape(dotted)}\s+import|import\s+{re.escape(dotted)}\b"
+        rf"|from\s+{re.escape(package)}\s+import\s+.*\b{re.escape(leaf)}\b)",
+        re.M,
+    )
+    return [
+        name
+        for name in notebooks(docs)
+        if pattern.search((docs / f"{name}.md").read_text(encoding="utf-8"))
+    ]
 
 
 def _children_cpu() -> float:
@@ -287,13 +372,56 @@ def build(
     )
 
 
+def module_targets(
+    steps: Sequence[Step],
+    loaded_by: dict[str, list[str]],
+    by_name_imports: dict[str, list[str]],
+    whole_book: bool = True,
+) -> list[Target]:
+    """The targets of the package edits (:data:`MODULE_EDITS`) among ``steps``.
+
+    Each edit must execute exactly the notebooks that loaded the file. On the
+    whole book (not a ``--chapters`` run), the files must also be loaded as
+    :attr:`ModuleEdit.loaded_by` says, so that each step shows what it claims.
+    """
+    by_step = {step.name: step for step in steps}
+    targets = []
+    for edit in MODULE_EDITS:
+        if edit.name not in by_step:
+            continue
+        expected = loaded_by.get(edit.module, [])
+        executed = sorted(by_step[edit.name].executed)
+        named = by_name_imports.get(edit.module, [])
+        shape = {
+            "one": len(expected) == 1,
+            "several": len(expected) >= 2,
+            "indirectly": bool(expected) and not named,
+            "none": not expected,
+        }[edit.loaded_by]
+        targets.append(
+            Target(
+                f"edit to {edit.what} ({edit.module}) executes exactly the chapters that loaded it",
+                executed == expected and (shape or not whole_book),
+                f"loaded by {expected or 'no chapter'}"
+                + (f" (imported by name in {named})" if named else "")
+                + f"; executed {executed or 'nothing'}",
+            )
+        )
+    return targets
+
+
 def check_targets(
-    steps: Sequence[Step], chapter: str, all_notebooks: Sequence[str]
+    steps: Sequence[Step],
+    chapter: str,
+    all_notebooks: Sequence[str],
+    loaded_by: dict[str, list[str]] | None = None,
+    by_name_imports: dict[str, list[str]] | None = None,
+    whole_book: bool = True,
 ) -> list[Target]:
     """Compare the builds with the promises in this module's docstring."""
     by_name = {step.name: step for step in steps}
     cold, unchanged = by_name["cold"], by_name["no change"]
-    prose, code, package = by_name["prose edit"], by_name["code edit"], by_name["package edit"]
+    prose, code = by_name["prose edit"], by_name["code edit"]
     share = unchanged.wall_s / cold.wall_s
     return [
         Target(
@@ -325,11 +453,7 @@ def check_targets(
             if "results edit" in by_name
             else []
         ),
-        Target(
-            "package edit executes every chapter (by design: no stale outputs)",
-            sorted(package.executed) == sorted(all_notebooks),
-            f"executed {len(package.executed)} of {len(all_notebooks)} notebooks",
-        ),
+        *module_targets(steps, loaded_by or {}, by_name_imports or {}, whole_book),
         *(
             [
                 Target(
@@ -417,7 +541,14 @@ def run(
             "benchmarks/results/imports.json written again",
             lambda: edit_results(project),
         ),
-        ("package edit", "a comment added to src/attention/toy.py", lambda: edit_package(project)),
+        *(
+            (
+                edit.name,
+                f"a comment added to src/{edit.module}",
+                partial(edit_module, project, edit.module),
+            )
+            for edit in MODULE_EDITS
+        ),
     ]
     if RESULTS_CHAPTER not in report.notebooks:  # a --chapters run without it
         plan = [step for step in plan if step[0] != "results edit"]
@@ -435,11 +566,21 @@ def run(
         step = build(cmd, project, name, what, settings, build_dir)
         log(f"  {step.wall_s:.1f} s, executed {len(step.executed)}", flush=True)
         report.steps.append(step)
+        if name == "cold":
+            report.loaded_by = loaded_modules(project)
     cold = report.steps[0]
     for step in report.steps:
         step.wall_ratio = step.wall_s / cold.wall_s
         step.cpu_ratio = step.cpu_s / cold.cpu_s if cold.cpu_s else 0.0
-    report.targets = check_targets(report.steps, chapter, report.notebooks)
+    by_name_imports = {e.module: imported_by_name(docs, e.module) for e in MODULE_EDITS}
+    report.targets = check_targets(
+        report.steps,
+        chapter,
+        report.notebooks,
+        report.loaded_by,
+        by_name_imports,
+        whole_book=report.notebooks == notebooks(ROOT / "docs"),
+    )
     return report
 
 
@@ -486,6 +627,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     print(table(report.steps))
+    print("\nexecution seconds of each notebook in the cold build:")
+    for name, seconds in sorted(report.steps[0].executed.items(), key=lambda kv: -kv[1]):
+        print(f"  {seconds:6.1f}  {name}")
     print(f"\n{report.machine['cpus']} CPUs, {report.date}; load = 1-minute load average")
     print("\ntargets:")
     for target in report.targets:

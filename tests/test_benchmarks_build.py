@@ -15,13 +15,17 @@ import pytest
 
 from benchmarks.build import (
     CHAPTER,
+    MODULE_EDITS,
     RESULTS_CHAPTER,
     Step,
     check_targets,
     copy_project,
     edit_code,
+    edit_module,
     edit_results,
     executed_notebooks,
+    imported_by_name,
+    module_targets,
     pages_outdated,
 )
 
@@ -122,7 +126,6 @@ def _steps(no_change: float = 5.0, code: tuple[str, ...] = (CHAPTER,)) -> list[S
         _step("no change", no_change, []),
         _step("prose edit", 6.0, []),
         _step("code edit", 9.0, list(code)),
-        _step("package edit", 95.0, books),
     ]
 
 
@@ -131,25 +134,88 @@ def test_the_results_target_checks_that_only_chapter_13_executes():
     for executed, holds in [([RESULTS_CHAPTER], True), (books, False), ([], False)]:
         steps = [*_steps(), _step("results edit", 12.0, executed)]
         steps[0] = _step("cold", 100.0, books)
-        steps[4] = _step("package edit", 95.0, books)
         targets = check_targets(steps, CHAPTER, books)
-        assert [t.holds for t in targets] == [True, True, True, holds, True]
+        assert [t.holds for t in targets] == [True, True, True, holds]
         assert "results" in targets[3].name
 
 
 def test_targets_hold_for_a_good_run():
     targets = check_targets(_steps(), CHAPTER, [CHAPTER, "01-other"])
-    assert [t.holds for t in targets] == [True, True, True, True]
+    assert [t.holds for t in targets] == [True, True, True]
     assert "5.0% of the cold build" in targets[0].detail
 
 
 def test_targets_fail_for_a_slow_no_change_rebuild_or_extra_executions():
     slow = check_targets(_steps(no_change=10.5), CHAPTER, [CHAPTER, "01-other"])
-    assert [t.holds for t in slow] == [False, True, True, True]
+    assert [t.holds for t in slow] == [False, True, True]
     extra = check_targets(_steps(code=(CHAPTER, "01-other")), CHAPTER, [CHAPTER, "01-other"])
-    assert [t.holds for t in extra] == [True, False, True, True]
-    missing = check_targets(_steps(), CHAPTER, [CHAPTER, "01-other", "02-stale"])
-    assert [t.holds for t in missing] == [True, True, True, False]
+    assert [t.holds for t in extra] == [True, False, True]
+
+
+# Which chapters loaded each edited file, as the cold build's records say.
+LOADED_BY = {
+    "attention/rnn_training.py": ["01-long"],
+    "attention/gpt.py": ["05-causal", "09-logits"],
+    "attention/kv_cache.py": ["05-causal", "09-logits"],
+}
+
+
+def _module_steps(**executed: list[str]) -> list[Step]:
+    default = {e.name: LOADED_BY.get(e.module, []) for e in MODULE_EDITS}
+    return [_step(e.name, 5.0, executed.get(e.loaded_by, default[e.name])) for e in MODULE_EDITS]
+
+
+def test_package_edits_must_execute_exactly_the_chapters_that_loaded_the_file():
+    good = module_targets(_module_steps(), LOADED_BY, {})
+    assert [t.holds for t in good] == [True, True, True, True]
+    assert "loaded by ['01-long']; executed ['01-long']" in good[0].detail
+    # One chapter too many, one too few, any chapter for an unused module.
+    for kind, executed in [
+        ("one", ["01-long", "05-causal"]),
+        ("several", ["05-causal"]),
+        ("indirectly", []),
+        ("none", ["01-long"]),
+    ]:
+        targets = module_targets(_module_steps(**{kind: executed}), LOADED_BY, {})
+        failed = [e.loaded_by for e, t in zip(MODULE_EDITS, targets, strict=True) if not t.holds]
+        assert failed == [kind]
+
+
+def test_each_package_edit_must_show_what_it_claims_on_the_whole_book():
+    # kv_cache.py named in an import: not an indirect load, whatever executes.
+    named = {"attention/kv_cache.py": ["09-logits"]}
+    targets = module_targets(_module_steps(), LOADED_BY, named)
+    assert [t.holds for t in targets] == [True, True, False, True]
+    assert "imported by name in ['09-logits']" in targets[2].detail
+    # gpt.py loaded by one chapter only: the "several" step shows nothing.
+    one = {**LOADED_BY, "attention/gpt.py": ["05-causal"]}
+    steps = _module_steps(several=["05-causal"])
+    assert [t.holds for t in module_targets(steps, one, {})] == [True, False, True, True]
+    # A --chapters run copies few chapters: only exactness is checked.
+    assert all(t.holds for t in module_targets(steps, one, named, whole_book=False))
+
+
+def test_imports_by_name_are_found_in_their_forms(tmp_path):
+    pages = {
+        "a": "```{code-cell} ipython3\nfrom attention.gpt import GPTModel\n```\n",
+        "b": "```{code-cell} ipython3\nimport attention.gpt as g\n```\n",
+        "c": "```{code-cell} ipython3\nfrom attention import gpt, toy\n```\n",
+        "d": "```{code-cell} ipython3\nfrom attention.gpt_extra import x\n```\n",
+        "e": "```{code-cell} ipython3\nfrom attention import toy\n```\n",
+    }
+    for name, text in pages.items():
+        (tmp_path / f"{name}.md").write_text(text, encoding="utf-8")
+    assert imported_by_name(tmp_path, "attention/gpt.py") == ["a", "b", "c"]
+
+
+def test_edit_module_appends_a_comment_or_creates_the_module(tmp_path):
+    package = tmp_path / "src" / "attention"
+    package.mkdir(parents=True)
+    (package / "gpt.py").write_text("X = 1\n", encoding="utf-8")
+    edit_module(tmp_path, "attention/gpt.py")
+    edit_module(tmp_path, "attention/new.py")
+    assert (package / "gpt.py").read_text(encoding="utf-8").startswith("X = 1\n# ")
+    assert (package / "new.py").read_text(encoding="utf-8").startswith("# ")
 
 
 def test_the_second_floating_point_path_executes_all_once_then_nothing():
@@ -161,6 +227,6 @@ def test_the_second_floating_point_path_executes_all_once_then_nothing():
     ]:
         steps = [*_steps(), _step("fp cold", 80.0, cold), _step("fp no change", 3.0, again)]
         targets = check_targets(steps, CHAPTER, books)
-        assert [t.holds for t in targets[4:]] == holds
-        assert "floating-point" in targets[4].name
-        assert "80% of the cold build" in targets[4].detail
+        assert [t.holds for t in targets[3:]] == holds
+        assert "floating-point" in targets[3].name
+        assert "80% of the cold build" in targets[3].detail

@@ -1,9 +1,10 @@
 """The built book never shows outputs of older code.
 
 The notebook execution cache keys a page on its own cells only, so without
-conf.py's source-hashed cache folder an edit to ``src/`` would leave every
-chapter showing numbers computed by the previous code. This test edits the
-package in a copy of the project, rebuilds, and checks the page changed.
+docs/_ext/package_deps.py an edit to ``src/`` would leave a chapter showing
+numbers computed by the previous code. This test edits the package in a copy
+of the project, rebuilds, and checks the page changed (tests/test_package_deps.py
+checks which pages execute after which edits).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import Any
 import nbformat
 from jupyter_cache import get_cache
 from myst_nb.sphinx_ import NbMetadataCollector
+from package_deps import MARKER as RECORD_MARKER
 from page_data import MARKER
 from sphinx.application import Sphinx
 
@@ -78,8 +79,15 @@ except ImportError:
 
 
 def without_data_cells(cells: list[Any]) -> list[Any]:
-    """The cells but page_data's hash cells (a build detail, no use to a reader)."""
-    return [c for c in cells if not (c.cell_type == "code" and c.source.startswith(MARKER))]
+    """The cells but page_data's hash cells and package_deps' record cell.
+
+    Both are build details, of no use to a reader.
+    """
+    return [
+        c
+        for c in cells
+        if not (c.cell_type == "code" and c.source.startswith((MARKER, RECORD_MARKER)))
+    ]
 
 
 def runnable_notebook(source: Path, *, cache: Path | None, release: str) -> nbformat.NotebookNode:
@@ -94,7 +102,7 @@ def runnable_notebook(source: Path, *, cache: Path | None, release: str) -> nbfo
 
     Returns:
         The notebook to publish; its cells and outputs are those of the
-        execution, apart from the removed glue imports and page_data cells.
+        execution, apart from the removed glue imports, page_data and package_deps cells.
 
     Raises:
         KeyError: The cache holds no execution of this notebook.
