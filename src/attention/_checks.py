@@ -222,3 +222,24 @@ def layer_input(
     if context_length is not None:
         context_fits("x", t, context_length)
     return t
+
+
+def generator_on(
+    name: str, generator: object, device: torch.device | str
+) -> torch.Generator | None:
+    """``generator`` if it is None or a ``torch.Generator`` that can draw on ``device``.
+
+    A generator draws only on its own kind of device; PyTorch's error for a
+    CPU generator and a CUDA tensor names neither argument.
+    """
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    where = torch.device(device)
+    if generator.device.type != where.type:
+        raise ValueError(
+            f"{name} is on {generator.device.type} but draws for a tensor on {where}: "
+            f"make it there, torch.Generator(device={where.type!r})"
+        )
+    return generator

@@ -91,6 +91,8 @@ def keep_mask(
     size = _shape("shape", shape)
     g = _generator(generator)
     where = device if device is not None or g is None else g.device
+    if where is not None:
+        g = _checks.generator_on("generator", g, where)
     return torch.rand(size, generator=g, device=where) >= rate  # shape
 
 

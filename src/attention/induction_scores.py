@@ -234,6 +234,7 @@ def train_induction(
     for _ in range(n_steps):
         n = int(torch.randint(low, high + 1, (), generator=data))
         x = repeated_tokens(b, n, vocab_size=cfg.vocab_size, generator=data, tokens=t_max)
+        x = x.to(device)  # drawn on the CPU, so every device trains on the same strings
         logits = model(x[:, :-1])  # (B, T-1, V): position t predicts token t+1
         loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())  # (B*(T-1), V)
         losses.append(step(loss))

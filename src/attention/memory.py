@@ -18,6 +18,7 @@ workspace.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 import weakref
@@ -155,8 +156,16 @@ def peak_allocated_bytes(fn: Callable[[], object], *, device: str | torch.device
     return _peak_cpu(fn)
 
 
+# One profiling cycle per call: keeping events "across cycles" changes nothing
+# then, but saying so stops the torch versions that warn about dropping them
+# (a UserWarning on every call) from warning. Older torch lacks the argument.
+_ONE_CYCLE: dict[str, Any] = (
+    {"acc_events": True} if "acc_events" in inspect.signature(profile).parameters else {}
+)
+
+
 def _peak_cpu(fn: Callable[[], object]) -> int:
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True, **_ONE_CYCLE)
     with _quiet_native_stderr():
         prof.start()
     try:

@@ -1,0 +1,61 @@
+"""Every ``device=`` argument puts data, masks and generators on that device.
+
+A generator draws only on its own kind of device, so one made for another
+device than its tensor gets the package's error naming the argument. On a
+machine without CUDA the CPU half still checks the error with PyTorch's
+``meta`` device as "another device"; the CUDA half skips, saying why.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attention._checks import generator_on
+from attention.dropout import inverted_dropout, keep_mask
+from attention.induction import InductionConfig
+from attention.induction_scores import train_induction
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+
+
+def test_a_generator_on_another_device_is_named():
+    with pytest.raises(ValueError, match=r"generator is on cpu but draws for a tensor on meta"):
+        keep_mask((2, 3), 0.5, generator=torch.Generator(), device="meta")
+    with pytest.raises(ValueError, match=r"torch.Generator\(device='meta'\)"):
+        inverted_dropout(
+            torch.ones(4, device="meta"), 0.5, training=True, generator=torch.Generator()
+        )
+
+
+def test_a_generator_on_the_tensors_device_is_accepted():
+    g = torch.Generator().manual_seed(0)
+    assert generator_on("generator", g, "cpu") is g
+    assert generator_on("generator", None, "meta") is None
+    with pytest.raises(TypeError, match=r"generator must be a torch\.Generator or None, got int"):
+        generator_on("generator", 3, "cpu")
+    out = inverted_dropout(torch.ones(100), 0.5, training=True, generator=g)
+    assert set(out.tolist()) == {0.0, 2.0}
+
+
+@needs_cuda
+def test_dropout_on_cuda_takes_a_cuda_generator_and_names_a_cpu_one():
+    x = torch.ones(1000, device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    out = inverted_dropout(x, 0.5, training=True, generator=g)
+    assert out.device.type == "cuda"
+    assert set(out.unique().tolist()) == {0.0, 2.0}
+    with pytest.raises(ValueError, match="generator is on cpu but draws for a tensor on cuda"):
+        inverted_dropout(x, 0.5, training=True, generator=torch.Generator())
+
+
+@needs_cuda
+def test_induction_training_runs_on_cuda_with_the_cpu_runs_strings():
+    config = InductionConfig(context_length=8)
+    gpu = train_induction(config, steps=3, test_size=4, device="cuda")
+    cpu = train_induction(config, steps=3, test_size=4)
+    assert next(gpu.model.parameters()).device.type == "cuda"
+    # The same strings and initial weights; the sums differ in the last bits.
+    torch.testing.assert_close(
+        torch.tensor(gpu.losses), torch.tensor(cpu.losses), atol=1e-4, rtol=1e-4
+    )
