@@ -90,7 +90,9 @@ _EXECUTING = re.compile(r"^(?P<path>\S.*?)(?::\d+)?: Executing notebook using", 
 _EXECUTED = re.compile(
     r"^(?P<path>\S.*?)(?::\d+)?: Executed notebook in (?P<s>[0-9.]+) seconds", re.M
 )
-_UPDATING = re.compile(r"updating environment: (?:\[.*?\] )?(\d+) added, (\d+) changed")
+# Extensions may log between "updating environment: " and Sphinx's counts
+# (package_deps names the pages it sends to execute again).
+_UPDATING = re.compile(r"updating environment: (?:.*\n)*?.*?(\d+) added, (\d+) changed")
 
 
 @dataclass

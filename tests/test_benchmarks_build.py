@@ -66,6 +66,12 @@ def test_a_notebook_outside_docs_is_named_by_its_file():
 def test_pages_outdated_are_added_and_changed():
     assert pages_outdated(LOG) == (33, 0)
     assert pages_outdated("updating environment: 0 added, 2 changed, 1 removed\n") == (0, 2)
+    between = (
+        "updating environment: package_deps: 01-a.md executes again (attention/x.py changed)\n"
+        "package_deps: 02-b.md executes again (attention/x.py changed)\n"
+        "0 added, 2 changed, 0 removed\n"
+    )
+    assert pages_outdated(between) == (0, 2)
     with pytest.raises(ValueError, match="updating environment"):
         pages_outdated("build succeeded.\n")
 
