@@ -356,7 +356,8 @@ class MultiHeadAttention(nn.Module):
             average_weights: Return the weights averaged over the heads,
                 (B, T, S), as ``nn.MultiheadAttention`` does by default
                 (``average_attn_weights=True``); needs
-                ``return_weights=True``. Default: ``False``, every head's.
+                ``return_weights=True``. Default: ``False``, every head's
+                weights, which the book's chapters read one head at a time.
 
         Returns:
             Output (B, T, d_out); with ``return_weights=True`` the pair
@@ -475,8 +476,9 @@ class MultiHeadAttention(nn.Module):
         return (mask_blocked if blocked is None else blocked | mask_blocked), bias
 
     def _split_heads(self, t: Tensor) -> Tensor:
-        b, num_tokens, _ = t.shape
-        t = t.view(b, num_tokens, -1, self.head_dim)  # (B, T, C) -> (B, T, H, D); H_kv for K, V
+        b, num_tokens, width = t.shape
+        heads = width // self.head_dim  # H; H_kv for grouped keys and values
+        t = t.view(b, num_tokens, heads, self.head_dim)  # (B, T, C) -> (B, T, H, D)
         return t.transpose(1, 2)  # (B, H, T, D)
 
     def _rotate(self, queries: Tensor, keys: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:
