@@ -281,6 +281,11 @@ class TransformerBlock(nn.Module):
 
     Args:
         cfg: A :class:`GPTConfig` or the book's dict.
+        n_kv_heads: Key and value heads of the attention (grouped-query
+            attention); see :class:`attention.MultiHeadAttention`'s
+            ``num_kv_heads``. Default: ``None``, ``n_heads``.
+        rope: Rotary position embeddings in the attention. Default: ``False``.
+        window: Sliding attention window. Default: ``None``.
 
     Attributes:
         att: :class:`attention.MultiHeadAttention` (C -> C, H heads, causal).
@@ -295,7 +300,14 @@ class TransformerBlock(nn.Module):
         torch.Size([2, 4, 8])
     """
 
-    def __init__(self, cfg: GPTConfig | Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        cfg: GPTConfig | Mapping[str, object],
+        *,
+        n_kv_heads: int | None = None,
+        rope: bool = False,
+        window: int | None = None,
+    ) -> None:
         super().__init__()
         c = as_config(cfg)
         self.att = MultiHeadAttention(
@@ -305,32 +317,46 @@ class TransformerBlock(nn.Module):
             dropout=c.drop_rate,
             num_heads=c.n_heads,
             qkv_bias=c.qkv_bias,
+            num_kv_heads=n_kv_heads,
+            rope=rope,
+            window=window,
         )
         self.ff = FeedForward(c)
         self.norm1 = LayerNorm(c.emb_dim)
         self.norm2 = LayerNorm(c.emb_dim)
         self.drop_shortcut = nn.Dropout(c.drop_rate)
 
-    def forward(self, x: Tensor, *, kv: LayerKV | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, *, kv: LayerKV | None = None, padding_mask: Tensor | None = None
+    ) -> Tensor:
         """Run the block on ``x``.
 
         Args:
             x: Tensor of shape (B, T, C).
             kv: This layer's cache; when given, ``x`` holds only the new tokens
                 and attends to the cached ones too. Default: ``None``.
+            padding_mask: Optional bool, ``True`` where a key is padding: (B, T),
+                or (B, S + T) for the cached and new tokens with ``kv``.
 
         Returns:
             Tensor of shape (B, T, C).
         """
         shortcut = x
         x = self.norm1(x)  # (B, T, C)
-        x = self.att(x) if kv is None else cached_attention(self.att, x, kv)  # (B, T, C)
+        x = self._attend(x, kv, padding_mask)  # (B, T, C)
         x = self.drop_shortcut(x) + shortcut
 
         shortcut = x
         x = self.ff(self.norm2(x))  # (B, T, C)
         out: Tensor = self.drop_shortcut(x) + shortcut
         return out
+
+    def _attend(self, x: Tensor, kv: LayerKV | None, padding_mask: Tensor | None) -> Tensor:
+        """The attention sub-layer on ``x``: the whole sequence, or new tokens after ``kv``."""
+        if kv is None:
+            out: Tensor = self.att(x, padding_mask=padding_mask)  # (B, T, C)
+            return out
+        return cached_attention(self.att, x, kv, padding_mask=padding_mask)  # (B, T, C)
 
 
 class PostNormTransformerBlock(TransformerBlock):
@@ -353,18 +379,22 @@ class PostNormTransformerBlock(TransformerBlock):
         torch.Size([2, 4, 8])
     """
 
-    def forward(self, x: Tensor, *, kv: LayerKV | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, *, kv: LayerKV | None = None, padding_mask: Tensor | None = None
+    ) -> Tensor:
         """Run the block on ``x``.
 
         Args:
             x: Tensor of shape (B, T, C).
             kv: This layer's cache; when given, ``x`` holds only the new tokens
                 and attends to the cached ones too. Default: ``None``.
+            padding_mask: Optional bool, ``True`` where a key is padding: (B, T),
+                or (B, S + T) for the cached and new tokens with ``kv``.
 
         Returns:
             Tensor of shape (B, T, C), every token normalised by ``norm2``.
         """
-        att = self.att(x) if kv is None else cached_attention(self.att, x, kv)  # (B, T, C)
+        att = self._attend(x, kv, padding_mask)  # (B, T, C)
         x = self.norm1(x + self.drop_shortcut(att))  # (B, T, C)
         out: Tensor = self.norm2(x + self.drop_shortcut(self.ff(x)))  # (B, T, C)
         return out
@@ -377,11 +407,22 @@ class GPTModel(nn.Module):
 
     Args:
         cfg: A :class:`GPTConfig` or the book's dict (``GPT_CONFIG_124M``).
+        n_kv_heads: Key and value heads per attention layer, for grouped-query
+            attention (each KV cache layer then stores ``n_kv_heads`` heads,
+            not ``n_heads``). Default: ``None``, ``n_heads`` as in GPT-2.
+        rope: Rotary position embeddings in every attention layer instead of
+            the learned ``pos_emb``. Default: ``False``.
+        window: Sliding-window attention: each token sees at most the last
+            ``window`` tokens. Default: ``None``.
+
+    These three options are keyword arguments, not :class:`GPTConfig` fields,
+    so that the config stays the book's seven settings.
 
     Attributes:
         cfg: The :class:`GPTConfig`.
         tok_emb: ``nn.Embedding(vocab_size, C)``, one vector per token id.
-        pos_emb: ``nn.Embedding(context_length, C)``, one vector per position.
+        pos_emb: ``nn.Embedding(context_length, C)``, one vector per position;
+            ``None`` with ``rope=True``.
         drop_emb: ``nn.Dropout`` on the summed embeddings.
         trf_blocks: ``nn.Sequential`` of ``n_layers`` :class:`TransformerBlock`.
         final_norm: :class:`LayerNorm` after the last block.
@@ -393,22 +434,48 @@ class GPTModel(nn.Module):
         torch.Size([1, 3, 10])
     """
 
-    def __init__(self, cfg: GPTConfig | Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        cfg: GPTConfig | Mapping[str, object],
+        *,
+        n_kv_heads: int | None = None,
+        rope: bool = False,
+        window: int | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = c = as_config(cfg)
         self.tok_emb = nn.Embedding(c.vocab_size, c.emb_dim)
-        self.pos_emb = nn.Embedding(c.context_length, c.emb_dim)
+        # With rope=True the attention layers rotate queries and keys instead.
+        self.pos_emb = (
+            None if _checks.flag("rope", rope) else nn.Embedding(c.context_length, c.emb_dim)
+        )
         self.drop_emb = nn.Dropout(c.drop_rate)
-        self.trf_blocks = nn.Sequential(*[TransformerBlock(c) for _ in range(c.n_layers)])
+        self.trf_blocks = nn.Sequential(
+            *[
+                TransformerBlock(c, n_kv_heads=n_kv_heads, rope=rope, window=window)
+                for _ in range(c.n_layers)
+            ]
+        )
         self.final_norm = LayerNorm(c.emb_dim)
         self.out_head = nn.Linear(c.emb_dim, c.vocab_size, bias=False)
 
-    def forward(self, in_idx: Tensor, *, cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self, in_idx: Tensor, *, padding_mask: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
         """Logits for the next token after every position of ``in_idx``.
 
         Args:
             in_idx: Token ids, int64 or int32 tensor of shape (B, T), each
                 in [0, vocab_size).
+            padding_mask: Optional (B, T) bool, ``True`` where a token is
+                padding (the package's polarity, as ``nn.MultiheadAttention``'s
+                ``key_padding_mask``; Hugging Face's ``attention_mask`` is the
+                opposite, 1 = real token). Padding is never attended to, and
+                each sequence's real tokens take positions 0, 1, 2, ... as if
+                it ran alone, so prompts of different lengths batch, padded on
+                the left or the right. The logits at padding are meaningless.
+                With a cache, the mask of the cached tokens is kept, and new
+                tokens without a mask count as real. Default: ``None``.
             cache: A :class:`attention.kv_cache.KVCache`. When given, ``in_idx`` holds only the
                 tokens after the S already cached; they take positions S to
                 S + T - 1 and the cache grows by T. Default: ``None``.
@@ -420,16 +487,38 @@ class GPTModel(nn.Module):
         b, num_tokens = idx.shape
         if cache is not None and not cache.layers:
             cache.layers = [LayerKV() for _ in self.trf_blocks]
+        padding = self._padding(idx, padding_mask, cache)  # (B, S + T), True = padding, or None
         positions = torch.arange(past, past + num_tokens, device=idx.device)  # (T,)
-        x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, C) + (T, C) -> (B, T, C)
+        if padding is not None:  # count each sequence's positions from its first real token
+            positions = ((~padding).cumsum(dim=1) - 1).clamp(min=0)[:, past:]  # (B, T)
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:  # learned positions (not with rope=True)
+            x = x + self.pos_emb(positions)  # (B, T, C) + (T, C) or (B, T, C) -> (B, T, C)
         x = self.drop_emb(x)
         for i, block in enumerate(self.trf_blocks):
-            x = block(x, kv=None if cache is None else cache.layers[i])  # (B, T, C)
+            kv = None if cache is None else cache.layers[i]
+            x = block(x, kv=kv, padding_mask=padding)  # (B, T, C)
         if cache is not None:
-            cache.length, cache.batch = past + num_tokens, b
+            cache.length, cache.batch, cache.padding = past + num_tokens, b, padding
         x = self.final_norm(x)  # (B, T, C)
         logits: Tensor = self.out_head(x)  # (B, T, C) @ (C, V) -> (B, T, V)
         return logits
+
+    def _padding(
+        self, idx: Tensor, padding_mask: Tensor | None, cache: KVCache | None
+    ) -> Tensor | None:
+        """The padding of every key, cached and new: (B, S + T) bool, or ``None``."""
+        b, num_tokens = idx.shape
+        cached = None if cache is None else cache.padding  # (B, S) or None
+        if padding_mask is None and cached is None:
+            return None
+        if padding_mask is None:
+            new = torch.zeros(b, num_tokens, dtype=torch.bool, device=idx.device)  # all real
+        else:
+            new = _checks.padding_mask("padding_mask", padding_mask, b, num_tokens, idx.device)
+        if cached is None and cache is not None and cache.length > 0:  # cached: all real
+            cached = torch.zeros(b, cache.length, dtype=torch.bool, device=idx.device)
+        return new if cached is None else torch.cat((cached, new), dim=1)  # (B, S + T)
 
     def _check_inputs(self, in_idx: object, cache: object) -> tuple[Tensor, int]:
         """Check ``in_idx`` and ``cache``; return the ids and S, the tokens cached."""
@@ -595,6 +684,7 @@ def generate(
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    padding_mask: Tensor | None = None,
 ) -> Tensor:
     """Generate tokens greedily or by sampling, with the options people expect.
 
@@ -623,6 +713,10 @@ def generate(
             draws. Default: ``None`` (the global one).
         use_cache: Feed only the new token at each step, with a
             :class:`attention.kv_cache.KVCache`. Default: ``True``.
+        padding_mask: Optional (B, T) bool, ``True`` where ``idx`` is
+            padding, for prompts of different lengths in one batch (see
+            :meth:`GPTModel.forward`); pad on the left, so that every
+            sequence's new tokens follow its last real one. Default: ``None``.
 
     Returns:
         Ids (B, T + n) with n <= ``max_new_tokens``, starting with ``idx``.
@@ -651,18 +745,23 @@ def generate(
     eos = None if eos_id is None else _checks.non_negative_int("eos_id", eos_id)
     _checks.flag("use_cache", use_cache)
     context = model.cfg.context_length
+    pad = None
+    if padding_mask is not None:
+        b, t = idx.shape
+        pad = _checks.padding_mask("padding_mask", padding_mask, b, t, idx.device)
 
     cache = KVCache() if use_cache else None
     done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)  # (B,)
     for _ in range(max_new_tokens):
+        window_pad = None if pad is None else pad[:, -context:]  # (B, T') or None
         if cache is not None and idx.shape[1] > context:
             cache = KVCache()  # the window slid: every position changed
         if cache is None:
-            logits = model(idx[:, -context:])
+            logits = model(idx[:, -context:], padding_mask=window_pad)
         elif cache.length == 0:
-            logits = model(idx[:, -context:], cache=cache)
+            logits = model(idx[:, -context:], padding_mask=window_pad, cache=cache)
         else:
-            logits = model(idx[:, cache.length :], cache=cache)
+            logits = model(idx[:, cache.length :], cache=cache)  # new tokens: not padding
         last = logits[:, -1, :]  # (B, V)
         if temperature == 0:
             next_id = last.argmax(dim=-1, keepdim=True)  # (B, 1)
@@ -673,6 +772,8 @@ def generate(
             next_id = next_id.masked_fill(done[:, None], eos)  # finished: eos again
             done |= next_id[:, 0] == eos
         idx = torch.cat((idx, next_id), dim=1)  # (B, T + 1)
+        if pad is not None:
+            pad = torch.cat((pad, pad.new_zeros(pad.shape[0], 1)), dim=1)  # (B, T + 1)
         if eos is not None and bool(done.all()):
             break
     return idx

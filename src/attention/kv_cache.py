@@ -26,7 +26,10 @@ class LayerKV:
     """The keys and values one attention layer has seen so far.
 
     Attributes:
-        keys: (B, H, S, D) for the S cached tokens, or ``None`` when empty.
+        keys: (B, H, S, D) for the S cached tokens, or ``None`` when empty;
+            H is the layer's ``num_kv_heads`` (fewer than its query heads in
+            grouped-query attention), and with ``rope=True`` the keys are
+            stored already rotated.
         values: Likewise.
     """
 
@@ -38,6 +41,11 @@ class LayerKV:
     def length(self) -> int:
         """S, the number of tokens cached."""
         return 0 if self.keys is None else self.keys.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cached keys and values."""
+        return sum(t.nbytes for t in (self.keys, self.values) if t is not None)
 
     def extend(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """Append new (B, H, T, D) keys and values; return all (B, H, S + T, D)."""
@@ -80,6 +88,9 @@ class KVCache:
     Attributes:
         layers: One :class:`LayerKV` per transformer block.
         length: S, the number of tokens cached.
+        batch: B, the batch size of the cached sequences (``None`` when empty).
+        padding: (B, S) bool, ``True`` where a cached token is padding, once
+            a ``padding_mask`` was given to the model; else ``None``.
 
     Example:
         >>> import torch
@@ -96,20 +107,35 @@ class KVCache:
         self.layers: list[LayerKV] = []
         self.length = 0
         self.batch: int | None = None
+        self.padding: Tensor | None = None  # (B, S), True = padding, when the model had a mask
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the keys and values of every layer."""
+        return sum(layer.nbytes for layer in self.layers)
 
 
-def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
+def cached_attention(
+    att: MultiHeadAttention, x: Tensor, kv: LayerKV, *, padding_mask: Tensor | None = None
+) -> Tensor:
     """``att`` on new tokens ``x`` that also attend to the cached ones in ``kv``.
 
     The same maths as ``att(x_all)[:, -T:]`` for the full sequence ``x_all``
     (its first S tokens cached): queries only for the T new tokens, keys and
     values for all S + T, and new token i (at position S + i) blocked from
     keys after it. Uses ``att``'s parameters; ``att`` is not modified.
+    Follows the layer's options: with ``num_kv_heads`` the cache stores only
+    the H_kv key and value heads (H / H_kv times less memory), shared among
+    the query heads after it is read; with ``rope=True`` the new queries and
+    keys are rotated for positions S to S + T - 1 before the keys are cached;
+    with a ``window`` the new tokens see only the last ``window`` keys.
 
     Args:
         att: The block's :class:`attention.MultiHeadAttention`.
         x: New tokens, shape (B, T, C).
         kv: The layer's cache; extended in place by the T new keys and values.
+        padding_mask: Optional (B, S + T) bool, ``True`` where a key, cached
+            or new, is padding: blocked for every new query. Default: ``None``.
 
     Returns:
         Output for the new tokens, shape (B, T, C).
@@ -123,13 +149,19 @@ def cached_attention(att: MultiHeadAttention, x: Tensor, kv: LayerKV) -> Tensor:
             f"context_length={att.context_length}; start a new KVCache"
         )
     queries = att._split_heads(att.W_query(x))  # (B, H, T, D)
-    keys, values = kv.extend(
-        att._split_heads(att.W_key(x)),  # (B, H, T, D)
-        att._split_heads(att.W_value(x)),  # (B, H, T, D)
-    )  # (B, H, S + T, D) each
+    keys = att._split_heads(att.W_key(x))  # (B, H_kv, T, D); H_kv = H by default
+    values = att._split_heads(att.W_value(x))  # (B, H_kv, T, D)
+    queries, keys = att._rotate(queries, keys, offset=past)  # RoPE at positions S.., if used
+    keys, values = kv.extend(keys, values)  # (B, H_kv, S + T, D) each: the cache keeps H_kv
+    keys, values = att._share_kv(keys), att._share_kv(values)  # (B, H, S + T, D) each
     query_pos = torch.arange(past, past + num_tokens, device=x.device)  # (T,)
     key_pos = torch.arange(past + num_tokens, device=x.device)  # (S + T,)
     blocked = key_pos[None, :] > query_pos[:, None]  # (T, S + T), True = blocked
+    if att.window is not None:  # a sliding window also blocks keys `window` or more back
+        blocked |= key_pos[None, :] <= query_pos[:, None] - att.window
+    if padding_mask is not None:  # padding keys are blocked for every query: (B, 1, T, S + T)
+        pad = _checks.padding_mask("padding_mask", padding_mask, b, past + num_tokens, x.device)
+        blocked = blocked | pad[:, None, None, :]
     scores = queries @ keys.transpose(2, 3)  # (B, H, T, D) @ (B, H, D, S+T) -> (B, H, T, S+T)
     weights = att.dropout(masked_softmax(scores / keys.shape[-1] ** 0.5, blocked))
     context = weights @ values  # (B, H, T, S+T) @ (B, H, S+T, D) -> (B, H, T, D)
