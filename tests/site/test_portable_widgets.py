@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +24,14 @@ from playwright.sync_api import Browser, Page
 
 from attention import TOKENS, all_attention_scores, causal_mask, simple_self_attention, toy_inputs
 from attention.playground import playground
-from attention.widgets import PORTABLE_END, PORTABLE_START, interactive_heatmap, step_through
-from tests.site.conftest import SITE, new_context
+from attention.widgets import (
+    PORTABLE_END,
+    PORTABLE_START,
+    STATIC,
+    interactive_heatmap,
+    step_through,
+)
+from tests.site.conftest import SITE, new_context, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
@@ -200,6 +207,35 @@ def test_outputs_inserted_as_a_notebook_does_draw_and_share_one_script(blank):
     _check_heatmap_cells(page, '.attn-widget[aria-label="Scores"]', scores)
     _check_keyboard(page, '.attn-widget[aria-label="Scores"]', scores)
     assert page.locator('.attn-widget[aria-label="Weights"] tr.attn-selected').count() == 0
+
+
+def test_a_page_that_loads_the_files_draws_each_widget_once(browser, tmp_path):
+    # As on the book's pages: the files linked in the head, and here a widget
+    # that carries its own copy as well. One definition, no second stylesheet.
+    for name in ("attention-widgets.js", "attention-widgets.css"):
+        shutil.copy(STATIC / name, tmp_path / name)
+    widget = interactive_heatmap(_weights(), row_labels=TOKENS, title="Weights")._repr_html_()
+    (tmp_path / "index.html").write_text(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>page</title>'
+        '<link rel="stylesheet" href="attention-widgets.css">'
+        '<script defer src="attention-widgets.js"></script></head>'
+        f"<body>{widget}</body></html>",
+        encoding="utf-8",
+    )
+    context = new_context(browser)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        with serve(tmp_path) as url:
+            page.goto(f"{url}/index.html", wait_until="networkidle")
+            page.wait_for_function("document.querySelector('.attn-widget[data-attn-ready]')")
+            assert page.locator(".attn-widget figure").count() == 1
+            assert page.locator("style[data-attn-stylesheet]").count() == 0
+            _check_heatmap_cells(page, ".attn-widget", _weights())
+        assert problems == []
+    finally:
+        context.close()
 
 
 def _check_fallback(page: Page, weights: torch.Tensor) -> None:
