@@ -243,7 +243,9 @@ linkcheck_retries = 2
 
 html_theme = "sphinx_book_theme"
 html_title = "Attention, from scratch"
-html_static_path = ["docs/_static"]
+# The interactive figures' scripts and stylesheets are the package's own data
+# (src/attention/static): one copy of each, for the site and the notebooks alike.
+html_static_path = ["docs/_static", "src/attention/static"]
 html_favicon = "docs/_static/favicon.svg"
 html_last_updated_fmt = None
 html_copy_source = False
@@ -305,10 +307,18 @@ WIDGET_ASSETS = {
     'class="attn-widget"': ("attention-widgets.css", "attention-widgets.js"),
     'data-attn-kind="playground"': ("attention-playground.css", "attention-playground.js"),
 }
+# A widget's HTML, as a notebook output, carries a copy of its script and
+# stylesheet and a static table for where scripts do not run, between these
+# comments (attention.widgets.PORTABLE_START and PORTABLE_END). The book's
+# pages load the files once and show a static image beside each widget, so
+# the copies go: the page keeps the container and its data alone.
+WIDGET_PORTABLE_PART = re.compile(r"<!--attn-portable-->.*?<!--/attn-portable-->", re.S)
 
 
 def _widget_assets(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
     body = context.get("body", "")
+    if "<!--attn-portable-->" in body:
+        body = context["body"] = WIDGET_PORTABLE_PART.sub("", body)
     for marker, (css, js) in WIDGET_ASSETS.items():
         if marker in body:
             app.builder.add_css_file(css)

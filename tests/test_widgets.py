@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +20,17 @@ from attention import (
     simple_self_attention,
     toy_inputs,
 )
-from attention.widgets import Widget, interactive_heatmap, step_through
+from attention.playground import playground
+from attention.widgets import (
+    PORTABLE_END,
+    PORTABLE_START,
+    STATIC,
+    Widget,
+    _text_on,
+    _viridis,
+    interactive_heatmap,
+    step_through,
+)
 
 
 def _payload(widget: Widget) -> dict:
@@ -102,3 +114,129 @@ def test_step_through_bad_input():
         step_through(toy_inputs(), 6)
     with pytest.raises(TypeError, match=r"layer must be None, SelfAttentionV1"):
         step_through(toy_inputs(), 0, layer=MultiHeadAttention(3, 2, 6, 0.0, 1))
+
+
+# Outside the book: the widget carries its fallback, its script and its stylesheet.
+
+
+def _portable_part(html: str) -> str:
+    start, end = html.index(PORTABLE_START), html.index(PORTABLE_END)
+    assert html.count(PORTABLE_START) == html.count(PORTABLE_END) == 1
+    return html[start : end + len(PORTABLE_END)]
+
+
+def test_the_book_form_is_the_portable_form_without_its_portable_part():
+    _, weights = simple_self_attention(toy_inputs(), return_weights=True)
+    widget = interactive_heatmap(weights, row_labels=TOKENS)
+    portable, book = widget.to_html(), widget.to_html(portable=False)
+    assert widget._repr_html_() == portable
+    assert portable.replace(_portable_part(portable), "") == book
+    assert PORTABLE_START not in book
+    assert "<script>" not in book
+    assert "attn-script" not in book
+    assert "attn-fallback" not in book
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("heatmap", "attention-widgets"), ("steps", "attention-widgets"),
+     ("playground", "attention-playground")],
+)  # fmt: skip
+def test_each_widget_carries_its_script_and_stylesheet_once(kind, name):
+    widget = playground() if kind == "playground" else Widget(kind, {}, label="x")
+    part = _portable_part(widget.to_html())
+    script = (STATIC / f"{name}.js").read_text(encoding="utf-8")
+    stylesheet = (STATIC / f"{name}.css").read_text(encoding="utf-8")
+    assert part.count('<script class="attn-script">') == 1
+    assert part.count("</script>") == 1  # the script's own end: nothing inside ends it early
+    inline = re.search(r'<script class="attn-script">(.*)</script>', part, flags=re.S)
+    assert inline
+    # The file as it is, but for the one line that receives the stylesheet.
+    slot = "const STYLESHEET = null;"
+    assert script.count(slot) == 1
+    before, after = script.split(slot)
+    body = inline.group(1)
+    assert body.startswith(before)
+    assert body.endswith(after)
+    filled = body[len(before) : len(body) - len(after)]
+    assert filled.startswith("const STYLESHEET = ")
+    assert json.loads(filled.removeprefix("const STYLESHEET = ").removesuffix(";")) == stylesheet
+    assert "</" not in body  # nothing inside can end the script element
+
+
+def test_the_scripts_guard_against_running_twice():
+    # A page that already ran a copy (the book's file, an earlier output)
+    # must only draw the new widgets, never define everything again.
+    widgets = (STATIC / "attention-widgets.js").read_text(encoding="utf-8")
+    assert "if (window.AttentionWidgets) {" in widgets
+    assert "window.AttentionWidgets = { viridis, format, init };" in widgets
+    play = (STATIC / "attention-playground.js").read_text(encoding="utf-8")
+    assert "if (window.AttentionPlayground) {" in play
+    assert "window.AttentionPlayground = { start };" in play
+
+
+def test_the_drawing_files_are_package_data():
+    # Installed with the package (hatchling ships every file of src/attention).
+    files = importlib.resources.files("attention") / "static"
+    names = {"attention-widgets.js", "attention-widgets.css"}
+    names |= {"attention-playground.js", "attention-playground.css"}
+    assert names <= {f.name for f in files.iterdir()}
+    assert Path(str(files)) == STATIC
+
+
+def _fallback(widget: Widget) -> str:
+    part = _portable_part(widget.to_html())
+    found = re.search(r'<div class="attn-fallback">(.*?)</div><script', part, flags=re.S)
+    assert found
+    return found.group(1)
+
+
+def _cells(html: str) -> list[str]:
+    return re.findall(r"<td[^>]*>([^<]*)</td>", html)
+
+
+def test_heatmap_fallback_is_a_table_of_the_values():
+    _, weights = simple_self_attention(toy_inputs(), return_weights=True)
+    fallback = _fallback(interactive_heatmap(weights, row_labels=TOKENS, title="w <b>"))
+    assert "<caption>w &lt;b&gt;</caption>" in fallback
+    cells = [float(c) for c in _cells(fallback)]
+    torch.testing.assert_close(torch.tensor(cells), weights.flatten(), atol=0.005, rtol=0)
+    assert re.findall(r'<th scope="row"[^>]*>([^<]*)</th>', fallback) == list(TOKENS)
+    assert "<script" not in fallback
+    assert "<style" not in fallback  # inline styles only: they survive a sanitiser
+
+
+def test_heatmap_fallback_with_heads_and_a_mask():
+    weights = torch.softmax(torch.rand(2, 3, 3).masked_fill(causal_mask(3), -torch.inf), -1)
+    fallback = _fallback(interactive_heatmap(weights, blocked=causal_mask(3), decimals=3))
+    assert fallback.count("<table") == 2
+    assert "<caption>Attention weights: head 2</caption>" in fallback
+    cells = _cells(fallback)
+    assert [c == "masked" for c in cells] == causal_mask(3).flatten().tolist() * 2
+    shown = [float(c) for c in cells if c != "masked"]
+    expected = weights.masked_select(~causal_mask(3))
+    torch.testing.assert_close(torch.tensor(shown), expected, atol=5e-4, rtol=0)
+
+
+def test_steps_fallback_shows_every_step():
+    widget = step_through(toy_inputs(), 1, tokens=TOKENS)
+    fallback = _fallback(widget)
+    titles = re.findall(r"<strong>Step \d of 5: ([^<]*)</strong>", fallback)
+    assert titles == [s["title"] for s in widget.data["steps"]]
+    context = [float(c) for c in _cells(fallback)[-3:]]
+    assert context == pytest.approx([0.4419, 0.6515, 0.5683], abs=1e-4)
+    masked = _fallback(step_through(toy_inputs(), 2, layer=CausalAttention(3, 2, 6, 0.0)))
+    assert "−∞" in masked
+
+
+def test_fallback_colours_match_the_script():
+    # The script's own numbers: viridis at 0, 1/2 and 1, and the text on each.
+    assert _viridis(0.0) == (68, 1, 84)
+    assert _viridis(0.5) == (33, 145, 140)
+    assert _viridis(1.0) == (253, 231, 37)
+    assert [_text_on(_viridis(t)) for t in (0.0, 0.5, 1.0)] == ["#fff", "#000", "#000"]
+
+
+def test_widget_kind_must_be_known():
+    with pytest.raises(ValueError, match=r"kind must be one of .*got 'chart'"):
+        Widget("chart", {}, label="x")

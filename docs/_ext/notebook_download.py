@@ -59,8 +59,9 @@ the repository's URL, installs the same package. The site's build tool,
 myst-nb, is not needed: the next cell stands in for its `glue`, which hands
 numbers from the code to the page's text. Cells tagged `remove-cell` are
 hidden on the site (figure settings, checks, numbers for the text) and run
-here too. Interactive figures are drawn by the site's own scripts, so Jupyter
-shows them as empty space: use the page on the site for those.
+here too. Each interactive figure carries the script that draws it: once
+the notebook is trusted (or its cells are run again), Jupyter draws them as
+the site does; until then it shows a static table of the same numbers.
 """
 
 GLUE_STAND_IN = '''\

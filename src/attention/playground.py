@@ -1,8 +1,9 @@
 """The attention playground: chapter 3's example, editable in the browser.
 
 :func:`playground` returns the :class:`attention.widgets.Widget` that the
-playground page shows; the small script ``docs/_static/attention-playground.js``
-draws it and recomputes attention in the browser, with no external libraries.
+playground page shows; the small script ``attention/static/attention-playground.js``
+(package data, which the widget's HTML carries outside the book) draws it and
+recomputes attention in the browser, with no external libraries.
 Every number it starts from was computed here, by the package, and the
 playground's own arithmetic is tested against :func:`playground_attention`,
 through the reference cases of :func:`playground_cases`.
@@ -206,4 +207,8 @@ def playground() -> Widget:
         },
         "cases": playground_cases(),
     }
-    return Widget("playground", data, label="Attention playground")
+    fallback = (
+        "<p>The attention playground needs JavaScript: it recomputes attention in the "
+        "browser as you edit the tokens, the weight matrices and the settings.</p>"
+    )
+    return Widget("playground", data, label="Attention playground", fallback=fallback)

@@ -1,21 +1,31 @@
 """Interactive figures: HTML with the package's numbers embedded as JSON.
 
 Each function returns a :class:`Widget`, which a notebook (or the book's
-executed pages) displays as HTML: a container holding its data as JSON. The
-small script ``docs/_static/attention-widgets.js`` draws the chapters'
-heatmaps and step-throughs in the browser, with no external libraries. Every
-number a widget shows was computed here, by the package. The playground page
-builds its widget on the same :class:`Widget`, in :mod:`attention.playground`.
+executed pages) displays as HTML: a container holding its data as JSON. A
+small script, ``attention/static/attention-widgets.js`` (package data,
+installed with the package), draws the heatmaps and step-throughs in the
+browser, with no external libraries. Every number a widget shows was computed
+here, by the package. The playground page builds its widget on the same
+:class:`Widget`, in :mod:`attention.playground`.
+
+A widget's HTML draws itself wherever it is shown: it carries the script and
+its stylesheet (the first copy on a page runs, later copies only draw their
+own widget), and a static table of the same numbers that stays in place where
+scripts do not run (an untrusted notebook, a renderer without JavaScript).
+The book's build removes those parts, because its pages load the script and
+stylesheet once and show a static image beside each widget.
 
 Needs nothing beyond torch: these are data and markup, not images.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +40,51 @@ from attention.simple import attention_scores, context_vector
 #: Decimals kept in the embedded JSON: well below the 1e-4 the book prints.
 JSON_DECIMALS = 6
 
+#: The drawing scripts and stylesheets, installed with the package; the
+#: book's build copies them into its ``_static`` folder (conf.py).
+STATIC = Path(__file__).resolve().parent / "static"
+
+#: The files that draw each kind of widget: ``STATIC/<name>.js`` and ``.css``.
+ASSETS = {
+    "heatmap": "attention-widgets",
+    "steps": "attention-widgets",
+    "playground": "attention-playground",
+}
+
+#: Around what a widget needs only outside the book (its fallback, script and
+#: stylesheet); the book's build removes what lies between the two.
+PORTABLE_START = "<!--attn-portable-->"
+PORTABLE_END = "<!--/attn-portable-->"
+
+#: The line of each script that the stylesheet's text replaces.
+_STYLESHEET_SLOT = "const STYLESHEET = null;"
+
+
+@functools.cache
+def inline_script(name: str) -> str:
+    """The script ``STATIC/<name>.js``, carrying its stylesheet, as one ``<script>`` element.
+
+    Run once on a page, the script adds the stylesheet to the page and draws
+    every widget of its kind; run again (a second widget, a second notebook
+    output), it only draws the widgets not drawn yet.
+
+    Args:
+        name: ``"attention-widgets"`` or ``"attention-playground"``.
+
+    Returns:
+        The ``<script>`` element, ready to be placed after a widget.
+    """
+    script = (STATIC / f"{name}.js").read_text(encoding="utf-8")
+    stylesheet = (STATIC / f"{name}.css").read_text(encoding="utf-8")
+    if script.count(_STYLESHEET_SLOT) != 1:
+        raise RuntimeError(f"{name}.js must hold one line {_STYLESHEET_SLOT!r}")
+    # "</" inside the string cannot end the script element; the script itself has none.
+    text = json.dumps(stylesheet).replace("</", "<\\/")
+    script = script.replace(_STYLESHEET_SLOT, f"const STYLESHEET = {text};")
+    if "</" in script or "<!--" in script:
+        raise RuntimeError(f"{name}.js must not contain '</' or '<!--' outside its stylesheet")
+    return f'<script class="attn-script">{script}</script>'
+
 
 class Widget:
     """One interactive figure: a kind, its JSON data and an accessible label.
@@ -39,23 +94,46 @@ class Widget:
             ``"playground"``.
         data: JSON-serialisable data for the script.
         label: A short description, used as the figure's accessible name.
+        fallback: HTML shown instead where scripts do not run (a static
+            table of the same numbers); the script removes it when it draws.
     """
 
-    def __init__(self, kind: str, data: dict[str, Any], *, label: str) -> None:
+    def __init__(self, kind: str, data: dict[str, Any], *, label: str, fallback: str = "") -> None:
+        if kind not in ASSETS:
+            raise ValueError(f"kind must be one of {sorted(ASSETS)}, got {kind!r}")
         self.kind = kind
         self.data = data
         self.label = label
+        self.fallback = fallback
 
-    def to_html(self) -> str:
-        """The widget's HTML: a labelled container holding its data as JSON."""
+    def to_html(self, *, portable: bool = True) -> str:
+        """The widget's HTML: a labelled container holding its data as JSON.
+
+        Args:
+            portable: Also carry the static fallback, the drawing script and
+                its stylesheet, between :data:`PORTABLE_START` and
+                :data:`PORTABLE_END`, so that the HTML draws itself on any
+                page or notebook. ``False`` gives the container alone, as the
+                book's pages show it (they load the script themselves).
+
+        Returns:
+            One ``<div class="attn-widget">`` element.
+        """
         payload = json.dumps(self.data, separators=(",", ":"), allow_nan=False)
         payload = payload.replace("</", "<\\/")  # cannot close the script element early
+        portable_part = (
+            f'{PORTABLE_START}<div class="attn-fallback">{self.fallback}</div>'
+            f"{inline_script(ASSETS[self.kind])}{PORTABLE_END}"
+            if portable
+            else ""
+        )
         return (
             f'<div class="attn-widget" data-attn-kind="{self.kind}" role="group" '
             f'aria-label="{html.escape(self.label)}">'
             f'<script type="application/json" class="attn-data">{payload}</script>'
             '<noscript><p class="attn-noscript">This interactive figure needs JavaScript; '
-            "the static figure beside it shows the same numbers.</p></noscript></div>"
+            "the static figure beside it shows the same numbers.</p></noscript>"
+            f"{portable_part}</div>"
         )
 
     def _repr_html_(self) -> str:
@@ -80,6 +158,104 @@ def _labels(name: str, labels: Sequence[str] | None, n: int) -> list[str]:
     if isinstance(labels, str) or len(labels) != n:
         raise ValueError(f"{name} must be a sequence of {n} labels, got {labels!r}")
     return [str(label) for label in labels]
+
+
+# ---------------------------------------------------------------- fallbacks
+# Where scripts do not run, the widget shows these static tables of its
+# numbers. They use inline styles alone: a notebook that does not trust an
+# output drops its scripts and stylesheets but keeps the markup.
+
+# Viridis at nine evenly spaced points, as in attention-widgets.js.
+_VIRIDIS = (
+    (68, 1, 84), (71, 45, 123), (59, 82, 139), (44, 114, 142), (33, 145, 140),
+    (40, 174, 128), (94, 201, 98), (173, 220, 48), (253, 231, 37),
+)  # fmt: skip
+_CELL = "padding:0.2em 0.45em;text-align:right;font-variant-numeric:tabular-nums"
+
+
+def _viridis(t: float) -> tuple[int, int, int]:
+    x = min(1.0, max(0.0, t)) * (len(_VIRIDIS) - 1)
+    i = min(len(_VIRIDIS) - 2, math.floor(x))
+    f = x - i
+    r, g, b = (round(a + f * (c - a)) for a, c in zip(_VIRIDIS[i], _VIRIDIS[i + 1], strict=True))
+    return r, g, b
+
+
+def _text_on(rgb: tuple[int, int, int]) -> str:
+    """Black or white, whichever contrasts more (WCAG 2 luminance), as the script picks."""
+    lin = [
+        c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb
+    ]
+    return "#000" if 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2] > 0.179 else "#fff"
+
+
+def _number(value: float | None, decimals: int) -> str:
+    """A number as the script prints it; None stands for a masked -infinity."""
+    return "−∞" if value is None else f"{value:.{decimals}f}".replace("-", "−")
+
+
+def _th(text: str, scope: str) -> str:
+    return f'<th scope="{scope}" style="{_CELL}">{html.escape(text)}</th>'
+
+
+def _heatmap_fallback(data: dict[str, Any]) -> str:
+    """One coloured table of values per head."""
+    blocked = data["blocked"]
+    tables = []
+    for h, name in enumerate(data["heads"]):
+        values = data["values"][h]
+        shown = [
+            v
+            for i, row in enumerate(values)
+            for j, v in enumerate(row)
+            if not blocked or not blocked[i][j]
+        ]
+        low, high = min(shown), max(shown)
+        caption = data["title"] if len(data["heads"]) == 1 else f"{data['title']}: {name}"
+        head = _th(f"{data['rowAxis']} ↓ {data['colAxis']} →", "col") + "".join(
+            _th(c, "col") for c in data["cols"]
+        )
+        rows = []
+        for i, row in enumerate(values):
+            cells = [_th(data["rows"][i], "row")]
+            for j, v in enumerate(row):
+                if blocked and blocked[i][j]:
+                    cells.append(f'<td style="{_CELL}">masked</td>')
+                    continue
+                rgb = _viridis((v - low) / (high - low) if high > low else 0.5)
+                style = f"{_CELL};background-color:rgb{rgb};color:{_text_on(rgb)}"
+                cells.append(f'<td style="{style}">{_number(v, data["decimals"])}</td>')
+            rows.append(f"<tr>{''.join(cells)}</tr>")
+        tables.append(
+            f'<table style="border-collapse:collapse;margin:0.5em 0">'
+            f"<caption>{html.escape(caption)}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+    return "".join(tables)
+
+
+def _steps_fallback(data: dict[str, Any]) -> str:
+    """Every step one after another: its title, its sentence and its table."""
+    tokens, query, steps = data["tokens"], data["query"], data["steps"]
+    parts = []
+    for k, step in enumerate(steps):
+        head = _th("token", "col") + "".join(_th(c, "col") for c in step["columns"])
+        rows = []
+        for i, row in enumerate(step["values"] or []):
+            weight = ";font-weight:700" if i == query else ""
+            cells = "".join(f'<td style="{_CELL}{weight}">{_number(v, 4)}</td>' for v in row)
+            rows.append(f"<tr>{_th(tokens[i], 'row')}{cells}</tr>")
+        if "extra" in step:
+            extra = step["extra"]
+            cells = "".join(f'<td style="{_CELL}">{_number(v, 4)}</td>' for v in extra["values"])
+            rows.append(f"<tr>{_th(extra['label'], 'row')}{cells}</tr>")
+        parts.append(
+            f"<p><strong>Step {k + 1} of {len(steps)}: {html.escape(step['title'])}</strong></p>"
+            f"<p>{html.escape(step['text'])}</p>"
+            f'<table style="border-collapse:collapse;margin:0 0 0.75em">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+    return "".join(parts)
 
 
 def interactive_heatmap(
@@ -153,7 +329,7 @@ def interactive_heatmap(
         "values": _round(heads.masked_fill(torch.tensor(mask), 0.0) if mask else heads),
         "blocked": mask,
     }
-    return Widget("heatmap", data, label=title)
+    return Widget("heatmap", data, label=title, fallback=_heatmap_fallback(data))
 
 
 def _projections(layer: object | None) -> tuple[Tensor, Tensor, Tensor] | None:
@@ -292,4 +468,9 @@ def step_through(
         },
     ]
     data = {"tokens": labels, "query": query, "steps": steps}
-    return Widget("steps", data, label=f"Step-through of the attention of “{labels[query]}”")
+    return Widget(
+        "steps",
+        data,
+        label=f"Step-through of the attention of “{labels[query]}”",
+        fallback=_steps_fallback(data),
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.site.conftest import SITE
 
-STATIC = Path(__file__).resolve().parents[2] / "docs" / "_static"
+STATIC = Path(__file__).resolve().parents[2] / "src" / "attention" / "static"
 
 WIDGET_FILES = [
     "attention-widgets.js",

@@ -17,7 +17,7 @@ from tests.site.conftest import SITE, new_context, new_page, serve
 from tests.site.modes import settle
 
 ROOT = Path(__file__).resolve().parents[2]
-STATIC = ROOT / "docs" / "_static"
+STATIC = ROOT / "src" / "attention" / "static"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHAPTER = "03-self-attention-without-weights.html"
 WEIGHTS = '.attn-widget[data-attn-kind="heatmap"][aria-label="Weight-free attention weights"]'

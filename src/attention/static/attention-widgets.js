@@ -5,9 +5,23 @@
  * the Python package (attention.widgets) with its numbers in a
  * <script type="application/json" class="attn-data">. This script only draws
  * those numbers; it computes none of them. No libraries, no network.
+ *
+ * The book's pages load this file once. Outside the book (a notebook, any
+ * page) every widget's HTML carries a copy of it, with its stylesheet in
+ * STYLESHEET: the first copy to run defines window.AttentionWidgets and adds
+ * the stylesheet once; every later copy only draws the widgets not drawn yet.
  */
 (function () {
   "use strict";
+
+  if (window.AttentionWidgets) {
+    window.AttentionWidgets.init(document.currentScript);
+    return;
+  }
+
+  // The stylesheet's text when a widget carries this script itself
+  // (attention.widgets fills it in); null in the book, whose pages link the file.
+  const STYLESHEET = null;
 
   // Viridis, sampled at nine evenly spaced points (matplotlib's default map,
   // so the interactive and static figures share one colour scale).
@@ -272,17 +286,38 @@
 
   const RENDERERS = { heatmap: renderHeatmap, steps: renderSteps };
 
-  function init() {
-    for (const root of document.querySelectorAll(".attn-widget[data-attn-kind]")) {
-      const render = RENDERERS[root.dataset.attnKind];
-      if (!render || root.dataset.attnReady) continue;
-      const data = JSON.parse(root.querySelector("script.attn-data").textContent);
-      root.dataset.attnReady = "true";
-      render(root, data);
+  /** Add the stylesheet to the document (or shadow root) once, unless a page links it. */
+  function addStylesheet(scope) {
+    if (!STYLESHEET) return;
+    const holder = scope.head || scope;
+    if (holder.querySelector("style[data-attn-stylesheet], link[href*='attention-widgets.css']")) {
+      return;
+    }
+    holder.append(el("style", { "data-attn-stylesheet": "widgets", text: STYLESHEET }));
+  }
+
+  /** Draw every widget not drawn yet: in the document, and in the shadow root
+   * that holds `script` if there is one. */
+  function init(script) {
+    const scopes = [document];
+    const own = script && script.getRootNode ? script.getRootNode() : null;
+    if (own && own !== document && own.querySelectorAll) scopes.push(own);
+    for (const scope of scopes) {
+      for (const root of scope.querySelectorAll(".attn-widget[data-attn-kind]")) {
+        const render = RENDERERS[root.dataset.attnKind];
+        if (!render || root.dataset.attnReady) continue;
+        addStylesheet(scope);
+        const data = JSON.parse(root.querySelector("script.attn-data").textContent);
+        root.dataset.attnReady = "true";
+        for (const fallback of root.querySelectorAll(":scope > .attn-fallback")) fallback.remove();
+        render(root, data);
+      }
     }
   }
 
-  window.AttentionWidgets = { viridis, format };
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
-  else init();
+  window.AttentionWidgets = { viridis, format, init };
+  const script = document.currentScript;
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", () => init(script));
+  } else init(script);
 })();

@@ -4,9 +4,23 @@
  * attention.playground.playground() embeds in it. The arithmetic is that of
  * attention.playground.playground_attention; the browser tests hold it to the
  * package's reference cases. Plain DOM, no libraries.
+ *
+ * As with attention-widgets.js, the book's page loads this file once, and a
+ * playground shown anywhere else carries a copy with its stylesheet in
+ * STYLESHEET: the first copy to run defines window.AttentionPlayground, and
+ * every later one only starts the playgrounds not started yet.
  */
 (() => {
   "use strict";
+
+  if (window.AttentionPlayground) {
+    window.AttentionPlayground.start();
+    return;
+  }
+
+  // The stylesheet's text when the widget carries this script itself
+  // (attention.widgets fills it in); null in the book, whose page links the file.
+  const STYLESHEET = null;
 
   const MATS = ["W_query", "W_key", "W_value"];
   const MAX_WORDS = 10;
@@ -570,10 +584,20 @@
     update();
   }
 
+  /** Add the stylesheet to the document once, unless the page links it. */
+  function addStylesheet() {
+    if (!STYLESHEET) return;
+    const present = "style[data-attn-stylesheet='playground'], link[href*='attention-playground.css']";
+    if (document.querySelector(present)) return;
+    document.head.append(el("style", { "data-attn-stylesheet": "playground" }, STYLESHEET));
+  }
+
   function start() {
     document.querySelectorAll('.attn-widget[data-attn-kind="playground"]').forEach((root) => {
       if (root.dataset.pgReady) return;
       root.dataset.pgReady = "1";
+      addStylesheet();
+      root.querySelectorAll(":scope > .attn-fallback").forEach((fallback) => fallback.remove());
       try {
         setup(root);
       } catch (err) {
@@ -583,6 +607,7 @@
     });
   }
 
+  window.AttentionPlayground = { start };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();
