@@ -133,9 +133,14 @@ def test_the_rank_of_the_argmax_is_zero_and_ranks_sort_the_logits(seed, v):
 @pytest.fixture(scope="module")
 def trained() -> AttentionOnlyTransformer:
     # The configuration of tests/test_induction_scores.py, seed 0: 800 steps.
-    run = train_induction(
-        InductionConfig(context_length=16), steps=800, batch_size=32, test_size=100
-    )
+    threads = torch.get_num_threads()  # module fixtures start before `one_thread`
+    torch.set_num_threads(1)
+    try:
+        run = train_induction(
+            InductionConfig(context_length=16), steps=800, batch_size=32, test_size=100
+        )
+    finally:
+        torch.set_num_threads(threads)
     assert run.scores.second_accuracy > 0.9
     return run.model
 
