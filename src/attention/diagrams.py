@@ -470,7 +470,8 @@ def mask_then_softmax(*, seed: int = 789) -> Diagram:
     cw, ch, left, top = 38.0, 22.0, 58.0, 52.0
     gap = 44.0
     c = _Canvas(left + 2 * n * cw + gap + 52, top + n * ch + 62)
-    for g, (name, matrix) in enumerate((("scores ÷ √d_k, masked", t.masked), ("weights", t.weights))):
+    grids = (("scores ÷ √d_k, masked", t.masked), ("weights", t.weights))
+    for g, (name, matrix) in enumerate(grids):
         x0 = left + g * (n * cw + gap)
         c.text(x0 + n * cw / 2, 18, name, bold=True)
         for i in range(n):
@@ -528,7 +529,8 @@ def mask_then_softmax(*, seed: int = 789) -> Diagram:
     last = n - 1
     description = (
         f"Left: the {n} by {n} attention scores of the toy sentence, divided by the square root "
-        f"of d_k, each query a row and each key a column, with every score above the diagonal (a key later than its query) "
+        f"of d_k, each query a row and each key a column, with every score above the "
+        f"diagonal (a key later than its query) "
         f"replaced by minus infinity. Right: the softmax of each row. Every minus infinity "
         f"became exactly 0, since e to the minus infinity is 0, so the first row, "
         f"{TOKENS[0]}, puts weight {float(t.weights[0, 0]):.2f} on itself, and the last row, "
