@@ -564,9 +564,9 @@ def head_split_tensors(
     """Split a (1, T, C) tensor into heads and merge it back, as the layer does.
 
     Args:
-        tokens: T. Default: 3.
-        num_heads: H. Default: 2.
-        head_dim: D. Default: 2.
+        tokens: The number of tokens T. Default: 3.
+        num_heads: The number of heads H. Default: 2.
+        head_dim: The width D of a head. Default: 2.
 
     Returns:
         A :class:`HeadSplitTensors`.
@@ -596,9 +596,9 @@ def head_split(*, tokens: int = 3, num_heads: int = 2, head_dim: int = 2) -> Dia
     """The head split and merge of multi-head attention, and the memory under them.
 
     Args:
-        tokens: T. Default: 3.
-        num_heads: H. Default: 2.
-        head_dim: D. Default: 2.
+        tokens: The number of tokens T. Default: 3.
+        num_heads: The number of heads H. Default: 2.
+        head_dim: The width D of a head. Default: 2.
 
     Returns:
         A :class:`Diagram` whose shapes and strides are those of
@@ -803,10 +803,10 @@ def tiling_walk(
     in base e, for the last query row of seeded random queries and keys.
 
     Args:
-        tokens: T. Default: 12.
+        tokens: The number of tokens T. Default: 12.
         block: Queries and keys per tile. Default: 4.
         seed: Seed of the random queries and keys. Default: 0.
-        head_dim: D. Default: 4.
+        head_dim: The width D of a head. Default: 4.
 
     Returns:
         A :class:`TilingWalk`.
@@ -836,7 +836,7 @@ def flash_tiling(*, tokens: int = 12, block: int = 4, seed: int = 0) -> Diagram:
     """Tiles of queries against tiles of keys, and the running maximum and sum.
 
     Args:
-        tokens: T. Default: 12.
+        tokens: The number of tokens T. Default: 12.
         block: Queries and keys per tile. Default: 4.
         seed: Seed of the queries and keys. Default: 0.
 
