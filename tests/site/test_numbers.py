@@ -41,7 +41,12 @@ EVERY = "*"  # every number on the page
 MEASURED: dict[str, dict[str, str]] = {
     "01-the-trouble-with-long-sequences": {EVERY: TRAINED},
     "03-self-attention-without-weights": {"row-sum-error": ROUNDING},
-    "05-causal-attention": {"ways-max-diff": ROUNDING, "torch-version": VERSION},
+    "05-causal-attention": {
+        "ways-max-diff": ROUNDING,
+        "torch-version": VERSION,
+        "trained-head": TRAINED,
+        "trained-one-journey": TRAINED,
+    },
     "06-dropout": {EVERY: TRAINED},
     "07-batches": {
         "order-gap": ROUNDING,
@@ -49,6 +54,18 @@ MEASURED: dict[str, dict[str, str]] = {
         "cube-error": ROUNDING,
         "speedup": TIMING,
         "torch-version": VERSION,
+    },
+    "08-multi-head-attention": {
+        f"trained-{key}": TRAINED
+        for key in (
+            "loss-first",
+            "loss-last",
+            *(
+                f"{link}-{what}"
+                for link in ("adj", "verb", "obj")
+                for what in ("head", "weight", "mean")
+            ),
+        )
     },
     "09-from-context-vectors-to-logits": {"draw-drift": SAMPLED},
     "10-layer-normalisation": {
