@@ -497,7 +497,7 @@ def _machine() -> dict[str, Any]:
 def table(steps: Sequence[Step]) -> str:
     """The steps as a plain-text table."""
     head = (
-        f"{'build':<13} {'wall s':>7} {'x cold':>7} {'cpu s':>7} {'x cold':>7} "
+        f"{'build':<16} {'wall s':>7} {'x cold':>7} {'cpu s':>7} {'x cold':>7} "
         f"{'added+changed':>13} {'load':>10}  executed"
     )
     rows = [head, "-" * len(head)]
@@ -505,7 +505,7 @@ def table(steps: Sequence[Step]) -> str:
         ran = ", ".join(s.executed) if len(s.executed) <= 2 else f"{len(s.executed)} notebooks"
         pages = "{}+{}".format(*s.pages_outdated)
         rows.append(
-            f"{s.name:<13} {s.wall_s:7.1f} {s.wall_ratio:7.3f} {s.cpu_s:7.1f} {s.cpu_ratio:7.3f} "
+            f"{s.name:<16} {s.wall_s:7.1f} {s.wall_ratio:7.3f} {s.cpu_s:7.1f} {s.cpu_ratio:7.3f} "
             f"{pages:>13} {s.load_before:4.1f}-{s.load_after:<5.1f}  {ran or '-'}"
         )
     return "\n".join(rows)
