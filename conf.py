@@ -312,7 +312,11 @@ WIDGET_ASSETS = {
 # comments (attention.widgets.PORTABLE_START and PORTABLE_END). The book's
 # pages load the files once and show a static image beside each widget, so
 # the copies go: the page keeps the container and its data alone.
-WIDGET_PORTABLE_PART = re.compile(r"<!--attn-portable-->.*?<!--/attn-portable-->", re.S)
+# The fallback's container right after the first marker: nothing else on a page
+# that merely mentions the markers is cut.
+WIDGET_PORTABLE_PART = re.compile(
+    r'<!--attn-portable--><div class="attn-fallback">.*?<!--/attn-portable-->', re.S
+)
 
 
 def _widget_assets(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:

@@ -51,10 +51,13 @@ ASSETS = {
     "playground": "attention-playground",
 }
 
+_PORTABLE = "attn-portable"
 #: Around what a widget needs only outside the book (its fallback, script and
-#: stylesheet); the book's build removes what lies between the two.
-PORTABLE_START = "<!--attn-portable-->"
-PORTABLE_END = "<!--/attn-portable-->"
+#: stylesheet); the book's build removes what lies between the two. Built
+#: from ``_PORTABLE`` so that the API reference, which prints literal values,
+#: never prints the markers themselves into its page.
+PORTABLE_START = f"<!--{_PORTABLE}-->"
+PORTABLE_END = f"<!--/{_PORTABLE}-->"
 
 #: The line of each script that the stylesheet's text replaces.
 _STYLESHEET_SLOT = "const STYLESHEET = null;"
