@@ -31,6 +31,15 @@ def test_large_matrices_are_not_annotated():
     assert len(heatmap(torch.rand(20, 20)).axes[0].texts) == 0
 
 
+def test_a_wide_matrix_gets_a_wide_figure_and_a_square_one_a_square_figure():
+    wide_w, wide_h = heatmap(torch.rand(3, 11)).get_size_inches()
+    tall_w, tall_h = heatmap(torch.rand(11, 3)).get_size_inches()
+    square_w, square_h = heatmap(torch.rand(11, 11)).get_size_inches()
+    assert wide_w > 2 * wide_h  # three rows of eleven cells: flat
+    assert tall_h > tall_w - 2.2  # the colour bar's margin aside, taller than wide
+    assert (square_w, square_h) == (wide_w, tall_h)  # exact: the same float products
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"row_labels must be a sequence of 3 labels, got 2"):
         heatmap(torch.rand(3, 3), row_labels=["a", "b"])

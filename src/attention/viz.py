@@ -88,8 +88,10 @@ def heatmap(
         annotate = max(n_rows, n_cols) <= ANNOTATE_UP_TO
     _checks.flag("annotate", annotate)
 
-    size = 0.55 * max(n_rows, n_cols, 4)
-    fig = Figure(figsize=(size + 2.2, size + 0.9), layout="constrained")
+    # Square cells: a wide matrix (a few rows of many positions) gets a wide,
+    # flat figure; a square one the same size either way.
+    width, height = 0.55 * max(n_cols, 4), 0.55 * max(n_rows, 4)
+    fig = Figure(figsize=(width + 2.2, height + 0.9), layout="constrained")
     ax = fig.add_subplot()
     shown = values.masked_fill(hidden, float("nan")).numpy()
     image = ax.imshow(shown, cmap=cmap, aspect="equal")
