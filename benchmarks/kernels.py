@@ -20,6 +20,7 @@ kernel's gradients against SDPA's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -213,7 +214,7 @@ def targets(payload: Record) -> list[Record]:
         common.target(
             "flash_attention / F.scaled_dot_product_attention, time",
             by_name["flash"]["time_ratio"],
-            1.5,
+            1.1,
             at_most=True,
             where=where,
             wall=by_name["flash"]["wall_time_ratio"],
@@ -237,6 +238,37 @@ def targets(payload: Record) -> list[Record]:
     ]
 
 
+def target_rates(payload: Record) -> str:
+    """GFLOP/s of SDPA and flash at the target length beside the run's peak, min and median.
+
+    The median ratio is printed beside the minimum's: on a machine shared with
+    other work, the two can differ, and the load averages say how busy it was.
+    """
+    plan = payload["settings"]["plan"]
+    group = next(
+        g
+        for g in payload["groups"]
+        if g["group"] == "sweep" and g["shape"]["tokens"] == plan["target_tokens"]
+    )
+    by_name = {r["variant"]: r for r in group["records"]}
+    flops = by_name["sdpa"]["flops"]
+    lines = [f"\nat T={plan['target_tokens']}, GFLOP/s (best run, median run):"]
+    for n in ("sdpa", "flash"):
+        r = by_name[n]
+        lines.append(
+            f"  {KERNELS[n]}: {flops / r['min_s'] / 1e9:.1f}, {flops / r['median_s'] / 1e9:.1f}"
+        )
+    lines.append(f"  peak, {payload['peak']['what']}: {payload['peak']['flop_per_s'] / 1e9:.1f}")
+    flash, sdpa = by_name["flash"], by_name["sdpa"]
+    lines.append(
+        f"  flash / SDPA time: {flash['min_s'] / sdpa['min_s']:.3f} (minima), "
+        f"{flash['median_s'] / sdpa['median_s']:.3f} (medians); 1-minute load average "
+        f"{payload['machine']['load_average'][0]:.1f} at the start, {os.getloadavg()[0]:.1f} "
+        f"now, on {payload['machine']['logical_cpus']} CPUs"
+    )
+    return "\n".join(lines)
+
+
 def run(settings: Settings) -> Record:
     """Run the suite; return its payload (also written to ``settings.out``)."""
     plan = PLANS[settings.mode]
@@ -253,6 +285,7 @@ def run(settings: Settings) -> Record:
     payload["targets"] = targets(payload)
     print_tables(payload)
     print(common.peak_line(payload))
+    print(target_rates(payload))
     common.write_json(payload, settings.out)
     return payload
 

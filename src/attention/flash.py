@@ -166,31 +166,49 @@ def _forward_tiles(
         in the accumulation dtype.
     """
     work = _accumulation_dtype(q.dtype)  # float32 for float16 and bfloat16
-    t_q, t_k = q.shape[-2], k.shape[-2]
+    (b, h, t_q, d), t_k, d_v = q.shape, k.shape[-2], v.shape[-1]
     offset = t_k - t_q  # query i sits at key position i + offset
-    qs = q.to(work) * (_LOG2_E / math.sqrt(q.shape[-1]))  # (B, H, T_q, D), scaled once, base 2
-    k, v = k.to(work), v.to(work)  # (B, H, T_k, D), (B, H, T_k, D_v)
-    out = q.new_empty((*q.shape[:-1], v.shape[-1]))  # (B, H, T_q, D_v)
-    lse = qs.new_empty((*q.shape[:-1], 1))  # (B, H, T_q, 1)
+    # Batch and heads as one dimension, (B H, T, D), for bmm and baddbmm_ (no copies when
+    # k and v are contiguous float32); the queries scaled once, in base 2.
+    qs = q.to(work).reshape(b * h, t_q, d) * (_LOG2_E / math.sqrt(d))  # (B H, T_q, D)
+    k_t = k.to(work).reshape(b * h, t_k, d).transpose(1, 2)  # (B H, D, T_k), a view
+    v = v.to(work).reshape(b * h, t_k, d_v)  # (B H, T_k, D_v)
+    out = q.new_empty((b * h, t_q, d_v))  # (B H, T_q, D_v)
+    lse = qs.new_empty((b * h, t_q, 1))  # (B H, T_q, 1)
     for i0 in range(0, t_q, block):
         i1 = min(i0 + block, t_q)
-        q_blk = qs[..., i0:i1, :]  # (B, H, b_q, D)
-        row_max = qs.new_full((*q_blk.shape[:-1], 1), -torch.inf)  # (B, H, b_q, 1)
-        row_sum = qs.new_zeros((*q_blk.shape[:-1], 1))  # (B, H, b_q, 1)
-        acc = qs.new_zeros((*q_blk.shape[:-1], v.shape[-1]))  # (B, H, b_q, D_v)
-        for j0, j1 in _key_blocks(i0, i1, t_k, offset, causal, block):
-            s = q_blk @ k[..., j0:j1, :].transpose(-2, -1)  # (B,H,b_q,D) @ (B,H,D,b_k)
-            if causal and j1 - 1 > i0 + offset:  # the tile straddles the diagonal
-                s += _diagonal_tile(i0, i1, j0, j1, offset, s.dtype, s.device)  # (b_q, b_k)
-            new_max = torch.maximum(row_max, s.amax(dim=-1, keepdim=True))  # (B, H, b_q, 1)
-            rescale = torch.exp2(row_max - new_max)  # (B, H, b_q, 1); 0 on the first tile
-            p = s.sub_(new_max).exp2_()  # (B, H, b_q, b_k), in place of the scores
-            row_sum = row_sum * rescale + p.sum(dim=-1, keepdim=True)  # (B, H, b_q, 1)
-            acc = acc * rescale + p @ v[..., j0:j1, :]  # (B,H,b_q,b_k) @ (B,H,b_k,D_v)
+        q_blk = qs[:, i0:i1]  # (B H, b_q, D)
+        tiles = _key_blocks(i0, i1, t_k, offset, causal, block)  # key 0 comes first
+        j0, j1 = next(tiles)  # the first tile: nothing to rescale yet
+        s = _tile_scores(q_blk, k_t, i0, i1, j0, j1, offset, causal)  # (B H, b_q, b_k)
+        row_max = s.amax(dim=-1, keepdim=True)  # (B H, b_q, 1)
+        p = s.sub_(row_max).exp2_()  # (B H, b_q, b_k), in place of the scores
+        row_sum = p.sum(dim=-1, keepdim=True)  # (B H, b_q, 1)
+        acc = torch.bmm(p, v[:, j0:j1])  # (B H, b_q, b_k) @ (B H, b_k, D_v)
+        for j0, j1 in tiles:
+            s = _tile_scores(q_blk, k_t, i0, i1, j0, j1, offset, causal)  # (B H, b_q, b_k)
+            new_max = torch.maximum(row_max, s.amax(dim=-1, keepdim=True))  # (B H, b_q, 1)
+            rescale = row_max.sub_(new_max).exp2_()  # (B H, b_q, 1), in place of the old max
+            p = s.sub_(new_max).exp2_()  # (B H, b_q, b_k)
+            row_sum.mul_(rescale).add_(p.sum(dim=-1, keepdim=True))  # (B H, b_q, 1)
+            acc.mul_(rescale).baddbmm_(p, v[:, j0:j1])  # acc += (B H, b_q, b_k) @ (B H, b_k, D_v)
             row_max = new_max
-        out[..., i0:i1, :] = acc / row_sum  # (B, H, b_q, D_v), rounded to q's dtype
-        lse[..., i0:i1, :] = row_max + torch.log2(row_sum)  # (B, H, b_q, 1)
-    return out, lse
+        out[:, i0:i1] = acc.div_(row_sum)  # (B H, b_q, D_v), rounded to q's dtype
+        lse[:, i0:i1] = row_max + torch.log2(row_sum)  # (B H, b_q, 1)
+    return out.reshape(b, h, t_q, d_v), lse.reshape(b, h, t_q, 1)
+
+
+def _tile_scores(
+    q_blk: Tensor, k_t: Tensor, i0: int, i1: int, j0: int, j1: int, offset: int, causal: bool
+) -> Tensor:
+    """Scores of queries i0..i1 against keys j0..j1, (B H, b_q, b_k); masked only on the diagonal.
+
+    Tiles wholly below the diagonal need no mask, and are not touched again.
+    """
+    s = torch.bmm(q_blk, k_t[..., j0:j1])  # (B H, b_q, D) @ (B H, D, b_k)
+    if causal and j1 - 1 > i0 + offset:  # the tile straddles the diagonal
+        s += _diagonal_tile(i0, i1, j0, j1, offset, s.dtype, s.device)  # (b_q, b_k)
+    return s
 
 
 def _backward_tiles(
