@@ -114,6 +114,13 @@ def _execution_cache() -> Path:
 
 nb_execution_mode = "cache"
 nb_execution_cache_path = str(_execution_cache())
+# Models that several chapters train alike (chapters 5 to 8 train the grammar
+# model with the same settings) are trained once per build and loaded after:
+# src/attention/_model_cache.py keys each by its arguments, the source of every
+# package module the training imports, the library versions and the
+# floating-point settings, so a stored model is never stale. It lives in the
+# build folder: a cold build starts without it.
+os.environ.setdefault("ATTENTION_MODEL_CACHE", str(BUILD / ".model_cache"))
 nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attention import _checks
+from attention import _checks, _model_cache
 from attention._training import clipped_adam
 from attention.induction import AttentionOnlyTransformer, InductionConfig, attention_patterns
 
@@ -252,6 +252,11 @@ def train_grammar(
     drawn under ``torch.manual_seed(seed)`` inside ``torch.random.fork_rng``,
     the sentences from a ``torch.Generator`` seeded with ``seed``.
 
+    When ``ATTENTION_MODEL_CACHE`` names a folder (the book's build sets it),
+    a run with the same arguments and code is loaded from there instead of
+    trained again (:mod:`attention._model_cache`); ``seconds`` is then the
+    stored run's training time.
+
     Args:
         config: The model's sizes. Default: :func:`grammar_config`.
         steps: Number of batches. Default: 300.
@@ -279,6 +284,12 @@ def train_grammar(
     b = _checks.positive_int("batch_size", batch_size)
     _checks.positive_number("lr", lr)
     _checks.non_negative_int("seed", seed)
+    arguments = (cfg, n_steps, b, lr, seed)
+    return _model_cache.cached(train_grammar, arguments, lambda: _train(cfg, n_steps, b, lr, seed))
+
+
+def _train(cfg: InductionConfig, n_steps: int, b: int, lr: float, seed: int) -> GrammarRun:
+    """The training loop of :func:`train_grammar`, its arguments checked."""
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
