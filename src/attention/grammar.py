@@ -254,7 +254,7 @@ def train_grammar(
 
     When ``ATTENTION_MODEL_CACHE`` names a folder (the book's build sets it),
     a run with the same arguments and code is loaded from there instead of
-    trained again (:mod:`attention._model_cache`); ``seconds`` is then the
+    trained again (``attention._model_cache``); ``seconds`` is then the
     stored run's training time.
 
     Args:
