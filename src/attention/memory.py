@@ -18,9 +18,11 @@ workspace.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import sys
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -136,6 +138,9 @@ def peak_allocated_bytes(fn: Callable[[], object], *, device: str | torch.device
         TypeError: If ``fn`` is not callable.
         ValueError: If ``device`` is neither the CPU nor a CUDA device, or
             is CUDA on a machine without one.
+        RuntimeError: On the CPU, if this torch's profiler does not report
+            allocations as the package reads them (they come from profiler
+            events torch does not document; see the message).
 
     Example:
         >>> import torch
@@ -165,17 +170,11 @@ _ONE_CYCLE: dict[str, Any] = (
 
 
 def _peak_cpu(fn: Callable[[], object]) -> int:
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True, **_ONE_CYCLE)
-    with _quiet_native_stderr():
-        prof.start()
-    try:
-        fn()
-    finally:
-        with _quiet_native_stderr():
-            prof.stop()
-    # One "[memory]" event per allocation (positive bytes) and per free
-    # (negative bytes), in the order they happened.
-    events = _cpu_memory_events(prof)
+    _check_cpu_probe()
+    return _peak_of(_profiled_cpu_events(fn))
+
+
+def _peak_of(events: list[tuple[int, int]]) -> int:
     live = peak = 0
     for _, nbytes in events:
         live += nbytes
@@ -183,18 +182,78 @@ def _peak_cpu(fn: Callable[[], object]) -> int:
     return peak
 
 
+def _profiled_cpu_events(fn: Callable[[], object]) -> list[tuple[int, int]]:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True, **_ONE_CYCLE)
+    # What the profiler itself warns about concerns its own bookkeeping (a new
+    # torch may add a notice): kept out of the caller's warnings, which would
+    # otherwise turn into errors under a test suite's filterwarnings. fn's own
+    # warnings are not touched.
+    with _quiet_native_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof.start()
+    try:
+        fn()
+    finally:
+        with _quiet_native_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prof.stop()
+    # One "[memory]" event per allocation (positive bytes) and per free
+    # (negative bytes), in the order they happened.
+    return _cpu_memory_events(prof)
+
+
 def _cpu_memory_events(prof: profile) -> list[tuple[int, int]]:
-    """(time in ns, bytes) of each CPU allocation (+) and free (-) the profiler saw."""
-    results = prof.profiler.kineto_results if prof.profiler is not None else None
-    if results is None:
-        raise RuntimeError("PyTorch's profiler recorded nothing; was it started?")
-    cpu = DeviceType.CPU
-    return sorted(
-        # nbytes() exists on memory events but is missing from torch's stubs.
-        (event.start_ns(), event.nbytes())  # type: ignore[attr-defined]
-        for event in results.events()
-        if event.name() == "[memory]" and event.device_type() == cpu
-    )
+    """(time in ns, bytes) of each CPU allocation (+) and free (-) the profiler saw.
+
+    PyTorch has no public API for the CPU allocator's timeline: the profiler's
+    public event list (``prof.events()``) folds each allocation into the
+    operator that made it and keeps no order of allocations and frees. So
+    this reads the raw Kineto events, which torch does not document; a torch
+    that changes them gets a RuntimeError saying so, never a wrong number
+    (:func:`_check_cpu_probe` also measures one known allocation first).
+    """
+    try:
+        results = prof.profiler.kineto_results if prof.profiler is not None else None
+        if results is None:
+            raise RuntimeError("PyTorch's profiler recorded nothing; was it started?")
+        cpu = DeviceType.CPU
+        return sorted(
+            # nbytes() exists on memory events but is missing from torch's stubs.
+            (int(event.start_ns()), int(event.nbytes()))  # type: ignore[attr-defined]
+            for event in results.events()
+            if event.name() == "[memory]" and event.device_type() == cpu
+        )
+    except (AttributeError, TypeError) as error:
+        raise RuntimeError(_UNREADABLE + f" ({type(error).__name__}: {error})") from error
+
+
+_UNREADABLE = (
+    f"peak_allocated_bytes(device='cpu') reads the allocations from PyTorch's profiler "
+    f"events, which torch {torch.__version__} does not provide as this package expects; "
+    f"use peak_tensor_bytes, or peak_allocated_bytes on a CUDA device"
+)
+
+
+@functools.cache
+def _cpu_probe_error() -> str | None:
+    """Why the CPU probe cannot be trusted on this torch, or None if it can.
+
+    Measures one allocation of a known size (4000 bytes): a profiler whose
+    events changed meaning would read another number here.
+    """
+    try:
+        peak = _peak_of(_profiled_cpu_events(lambda: torch.empty(1000)))
+    except RuntimeError as error:
+        return str(error)
+    if peak != 4000:
+        return f"{_UNREADABLE} (a 4000-byte allocation read as {peak} bytes)"
+    return None
+
+
+def _check_cpu_probe() -> None:
+    error = _cpu_probe_error()
+    if error is not None:
+        raise RuntimeError(error)
 
 
 def _peak_cuda(fn: Callable[[], object], device: torch.device) -> int:
