@@ -6,6 +6,7 @@ import importlib
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -109,7 +110,12 @@ def _same_random_state() -> None:
     torch.manual_seed(0)
 
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def needs_cuda(test: Callable[..., None]) -> Callable[..., None]:
+    """Mark a test that is about CUDA itself: `-m cuda` selects it; without CUDA it skips."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+    return pytest.mark.cuda(skip(test))
+
+
 # torch.compile's default backend (inductor) writes C++ for the CPU and builds it.
 C_COMPILER = pytest.mark.skipif(
     not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),

@@ -13,10 +13,12 @@ import torch
 
 from attention._checks import generator_on
 from attention.dropout import inverted_dropout, keep_mask
-from attention.induction import InductionConfig
+from attention.dropout_experiment import majority_task
+from attention.gpt import GPTConfig, GPTModel, generate
+from attention.induction import InductionConfig, repeated_tokens
 from attention.induction_scores import train_induction
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+from attention.rnn import digit_batch
+from tests.conftest import generator, needs_cuda
 
 
 def test_a_generator_on_another_device_is_named():
@@ -59,3 +61,33 @@ def test_induction_training_runs_on_cuda_with_the_cpu_runs_strings():
     torch.testing.assert_close(
         torch.tensor(gpu.losses), torch.tensor(cpu.losses), atol=1e-4, rtol=1e-4
     )
+
+
+def test_data_is_drawn_where_the_generator_draws(device):
+    tokens = repeated_tokens(2, 3, vocab_size=5, generator=generator(device))
+    source, target = digit_batch(2, 4, generator=generator(device), task="reverse")
+    sequences, majority = majority_task(2, vocab_size=3, num_tokens=4, generator=generator(device))
+    for t in (tokens, source, target, sequences, majority):
+        assert t.device == device
+    # exact: integer ids, the second copy is the first one repeated
+    assert torch.equal(tokens[:, :3], tokens[:, 3:])
+    assert torch.equal(target, source.flip(1))  # exact: integer digits
+
+
+def test_generate_samples_with_a_generator_on_the_models_device(device):
+    cfg = GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+    torch.manual_seed(0)
+    model = GPTModel(cfg).to(device).eval()
+    ids = torch.tensor([[1, 2]], device=device)
+    out = generate(model, ids, 3, temperature=1.0, generator=generator(device))
+    assert out.device == device
+    assert out.shape == (1, 5)
+
+
+@needs_cuda
+def test_generate_names_a_cpu_generator_for_a_cuda_model():
+    cfg = GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+    model = GPTModel(cfg).to("cuda").eval()
+    ids = torch.tensor([[1, 2]], device="cuda")
+    with pytest.raises(ValueError, match="generator is on cpu but draws for a tensor on cuda"):
+        generate(model, ids, 3, temperature=1.0, generator=torch.Generator())

@@ -15,7 +15,7 @@ from attention import memory
 from attention.complexity import score_matrix_bytes
 from attention.flash import flash_attention, reference_attention
 from attention.memory import peak_allocated_bytes, peak_tensor_bytes
-from tests.conftest import random_tensor
+from tests.conftest import needs_cuda, random_tensor
 
 PROBES = [peak_tensor_bytes, peak_allocated_bytes]
 
@@ -115,7 +115,7 @@ def test_stderr_is_restored_after_an_exception(capfd):
     assert capfd.readouterr().err == "still here\n"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_cuda_peak_counts_new_allocations():
     before = torch.ones(1 << 20, device="cuda")  # held before: not counted
     peak = peak_allocated_bytes(lambda: torch.empty(1 << 18, device="cuda"), device="cuda")
