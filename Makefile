@@ -5,6 +5,7 @@
 #   make test    set up (the browser tests' system packages too), then lint,
 #                package tests, docs build (-n -W), the chapters on a second
 #                floating-point code path, browser tests
+#   make test-gpu  the package tests on CUDA (their CUDA cases only); needs a GPU
 #   make serve   serve _build/html on http://127.0.0.1:8000
 #   make bench-build  time cold and incremental builds of a copy of the project
 #   make bench   benchmarks: tables, benchmarks/results/*.json and *.svg
@@ -25,7 +26,7 @@ SPHINXBUILD = $(BIN)/sphinx-build -b html -c . -d _build/doctrees docs _build/ht
 HTMLBUILD = $(SPHINXBUILD) -j $(JOBS) $(SPHINXOPTS)
 PORT ?= 8000
 
-.PHONY: setup system-packages html html-strict html-fp test test-package test-site lint serve clean linkcheck bench-build
+.PHONY: setup system-packages html html-strict html-fp test test-package test-gpu test-site lint serve clean linkcheck bench-build
 
 setup: $(STAMP)
 
@@ -68,6 +69,13 @@ lint: setup
 
 test-package: setup
 	$(BIN)/python -m pytest -m "not site"
+
+# The CUDA case of every test that takes the `device` fixture, and the tests
+# about CUDA itself, on this machine's GPU. Install a CUDA build of torch
+# first (TORCH_INDEX_URL). Without a CUDA device pytest stops with a usage
+# error saying so, before any test runs.
+test-gpu: setup
+	$(BIN)/python -m pytest --device cuda -m "cuda and not site"
 
 test-site: setup system-packages
 	$(BIN)/python -m pytest -m site

@@ -23,15 +23,20 @@ from tests.conftest import generator, needs_cuda
 
 def test_a_generator_on_another_device_is_named():
     with pytest.raises(ValueError, match=r"generator is on cpu but draws for a tensor on meta"):
-        keep_mask((2, 3), 0.5, generator=torch.Generator(), device="meta")
+        keep_mask(
+            (2, 3), 0.5, generator=torch.Generator(), device="meta"
+        )  # cpu: the wrong device on purpose
     with pytest.raises(ValueError, match=r"torch.Generator\(device='meta'\)"):
         inverted_dropout(
-            torch.ones(4, device="meta"), 0.5, training=True, generator=torch.Generator()
+            torch.ones(4, device="meta"),
+            0.5,
+            training=True,
+            generator=torch.Generator(),  # cpu: wrong on purpose
         )
 
 
 def test_a_generator_on_the_tensors_device_is_accepted():
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(0)  # cpu: a CPU check
     assert generator_on("generator", g, "cpu") is g
     assert generator_on("generator", None, "meta") is None
     with pytest.raises(TypeError, match=r"generator must be a torch\.Generator or None, got int"):
@@ -48,7 +53,9 @@ def test_dropout_on_cuda_takes_a_cuda_generator_and_names_a_cpu_one():
     assert out.device.type == "cuda"
     assert set(out.unique().tolist()) == {0.0, 2.0}
     with pytest.raises(ValueError, match="generator is on cpu but draws for a tensor on cuda"):
-        inverted_dropout(x, 0.5, training=True, generator=torch.Generator())
+        inverted_dropout(
+            x, 0.5, training=True, generator=torch.Generator()
+        )  # cpu: wrong on purpose
 
 
 @needs_cuda
@@ -90,4 +97,6 @@ def test_generate_names_a_cpu_generator_for_a_cuda_model():
     model = GPTModel(cfg).to("cuda").eval()
     ids = torch.tensor([[1, 2]], device="cuda")
     with pytest.raises(ValueError, match="generator is on cpu but draws for a tensor on cuda"):
-        generate(model, ids, 3, temperature=1.0, generator=torch.Generator())
+        generate(
+            model, ids, 3, temperature=1.0, generator=torch.Generator()
+        )  # cpu: wrong on purpose

@@ -30,10 +30,24 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.profiler import DeviceType, ProfilerActivity, profile
+
+# PyTorch documents dispatch modes (``__torch_dispatch__``) but exports their
+# base class only from this underscore module; there is no public spelling.
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 __all__ = ["peak_allocated_bytes", "peak_tensor_bytes"]
+
+
+def _tensors(tree: object) -> Iterator[Tensor]:
+    """The tensors in an operator's arguments or results: nested tuples, lists and dicts."""
+    if isinstance(tree, Tensor):
+        yield tree
+    elif isinstance(tree, tuple | list):
+        for item in tree:
+            yield from _tensors(item)
+    elif isinstance(tree, dict):
+        for item in tree.values():
+            yield from _tensors(item)
 
 
 def _check_fn(fn: object) -> None:
@@ -93,7 +107,7 @@ class _TensorMemory(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torc
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
+        for t in _tensors(out):
             if not isinstance(t, Tensor):
                 continue
             storage = t.untyped_storage()
@@ -101,10 +115,7 @@ class _TensorMemory(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torc
             if key == 0:  # an empty tensor owns no memory
                 continue
             if key not in self.refs:
-                if any(
-                    isinstance(a, Tensor) and a.untyped_storage().data_ptr() == key
-                    for a in tree_leaves((args, kwargs))
-                ):
+                if any(a.untyped_storage().data_ptr() == key for a in _tensors((args, kwargs))):
                     continue  # an in-place op or a view of an input: nothing new
                 self.refs[key] = 0
                 self.sizes[key] = storage.nbytes()
