@@ -17,6 +17,10 @@ STAMP := $(VENV)/.installed
 # Set to a PyTorch wheel index (for example its CPU-only index) to install
 # torch from there instead of the default index.
 TORCH_INDEX_URL ?=
+# A torch requirement to install instead of requirements/torch.txt (for
+# example "torch==2.5.1", or "torch" for the newest): CI's torch-versions job
+# tests the package on the oldest torch pyproject.toml allows and the newest.
+TORCH_SPEC ?=
 SPHINXOPTS ?=
 # Reader processes for sphinx-build -j: chapters execute this many at a time.
 # auto is one per CPU core; JOBS=1 builds serially.
@@ -35,7 +39,7 @@ $(STAMP): pyproject.toml requirements/torch.txt requirements/dev.txt
 		{ echo "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) -r requirements/torch.txt
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(if $(TORCH_SPEC),"$(TORCH_SPEC)",-r requirements/torch.txt)
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)

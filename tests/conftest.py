@@ -63,6 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--device cuda: {NO_CUDA}")
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else NO_CUDA
+    return f"torch {torch.__version__}; --device {config.getoption('--device')}; CUDA: {cuda}"
+
+
 def chosen_devices(config: pytest.Config) -> list[str]:
     """The device names the `device` fixture is parametrised with, in order."""
     choice = config.getoption("--device")
