@@ -27,6 +27,7 @@ DEVICE_MODULES = (
     "test_dropout.py",
     "test_flash.py",
     "test_generate.py",
+    "test_gpt.py",
     "test_kv_cache.py",
     "test_properties.py",
     "test_scaling.py",

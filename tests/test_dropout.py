@@ -192,15 +192,14 @@ def test_a_single_weight_row_sums_to_zero_or_two(device):
 
 
 def test_keep_mask_rate_and_reproducibility(device):
-    mask = keep_mask((100_000,), 0.2, generator=_gen(7, device=device), device=device)
+    def draw(seed: int) -> torch.Tensor:
+        return keep_mask((100_000,), 0.2, generator=_gen(seed, device), device=device)
+
+    mask = draw(7)
     assert mask.dtype == torch.bool
     assert abs(mask.float().mean().item() - 0.8) < 0.01
-    assert torch.equal(
-        mask, keep_mask((100_000,), 0.2, generator=_gen(7, device=device), device=device)
-    )  # exact: bools
-    assert not torch.equal(
-        mask, keep_mask((100_000,), 0.2, generator=_gen(8, device=device), device=device)
-    )  # exact: bools
+    assert torch.equal(mask, draw(7))  # exact: bools
+    assert not torch.equal(mask, draw(8))  # exact: bools
 
 
 def test_generators_leave_the_global_random_state_alone():
