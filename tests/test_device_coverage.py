@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The parity, property and golden tests of every layer, flash attention, the KV
 # cache, GPTModel, dropout and the training helpers.
 DEVICE_MODULES = (
+    "test_attention_options.py",
+    "test_cross_attention.py",
     "test_devices.py",
     "test_dropout.py",
     "test_flash.py",

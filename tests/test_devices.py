@@ -22,17 +22,11 @@ from tests.conftest import generator, needs_cuda
 
 
 def test_a_generator_on_another_device_is_named():
+    cpu = torch.Generator()  # cpu: the wrong device on purpose
     with pytest.raises(ValueError, match=r"generator is on cpu but draws for a tensor on meta"):
-        keep_mask(
-            (2, 3), 0.5, generator=torch.Generator(), device="meta"
-        )  # cpu: the wrong device on purpose
+        keep_mask((2, 3), 0.5, generator=cpu, device="meta")
     with pytest.raises(ValueError, match=r"torch.Generator\(device='meta'\)"):
-        inverted_dropout(
-            torch.ones(4, device="meta"),
-            0.5,
-            training=True,
-            generator=torch.Generator(),  # cpu: wrong on purpose
-        )
+        inverted_dropout(torch.ones(4, device="meta"), 0.5, training=True, generator=cpu)
 
 
 def test_a_generator_on_the_tensors_device_is_accepted():
@@ -52,10 +46,9 @@ def test_dropout_on_cuda_takes_a_cuda_generator_and_names_a_cpu_one():
     out = inverted_dropout(x, 0.5, training=True, generator=g)
     assert out.device.type == "cuda"
     assert set(out.unique().tolist()) == {0.0, 2.0}
+    cpu = torch.Generator()  # cpu: the wrong device on purpose
     with pytest.raises(ValueError, match="generator is on cpu but draws for a tensor on cuda"):
-        inverted_dropout(
-            x, 0.5, training=True, generator=torch.Generator()
-        )  # cpu: wrong on purpose
+        inverted_dropout(x, 0.5, training=True, generator=cpu)
 
 
 @needs_cuda
@@ -96,7 +89,6 @@ def test_generate_names_a_cpu_generator_for_a_cuda_model():
     cfg = GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
     model = GPTModel(cfg).to("cuda").eval()
     ids = torch.tensor([[1, 2]], device="cuda")
+    cpu = torch.Generator()  # cpu: the wrong device on purpose
     with pytest.raises(ValueError, match="generator is on cpu but draws for a tensor on cuda"):
-        generate(
-            model, ids, 3, temperature=1.0, generator=torch.Generator()
-        )  # cpu: wrong on purpose
+        generate(model, ids, 3, temperature=1.0, generator=cpu)
