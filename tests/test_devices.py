@@ -8,6 +8,8 @@ machine without CUDA the CPU half still checks the error with PyTorch's
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -17,7 +19,8 @@ from attention.dropout_experiment import majority_task
 from attention.gpt import GPTConfig, GPTModel, generate
 from attention.induction import InductionConfig, repeated_tokens
 from attention.induction_scores import train_induction
-from attention.rnn import digit_batch
+from attention.rnn import Seq2SeqConfig, digit_batch
+from attention.rnn_training import train
 from tests.conftest import generator, needs_cuda
 
 
@@ -92,3 +95,17 @@ def test_generate_names_a_cpu_generator_for_a_cuda_model():
     cpu = torch.Generator()  # cpu: the wrong device on purpose
     with pytest.raises(ValueError, match="generator is on cpu but draws for a tensor on cuda"):
         generate(model, ids, 3, temperature=1.0, generator=cpu)
+
+
+def test_the_training_helpers_train_on_the_device(device):
+    induction = train_induction(
+        InductionConfig(context_length=8), steps=2, test_size=4, device=device
+    )
+    seq2seq = train(
+        Seq2SeqConfig(hidden_size=8), lengths=(3,), steps=2, batch_size=4, device=device
+    )
+    for run in (induction, seq2seq):
+        assert {p.device for p in run.model.parameters()} == {device}
+        assert all(math.isfinite(loss) for loss in run.losses)
+    assert induction.induction.shape == (2, 2)  # (N, H) scores, brought back to the CPU
+    assert 0.0 <= seq2seq.accuracy[0] <= 1.0
