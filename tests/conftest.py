@@ -70,7 +70,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def chosen_devices(config: pytest.Config) -> list[str]:
     """The device names the `device` fixture is parametrised with, in order."""
-    choice = config.getoption("--device")
+    choice = str(config.getoption("--device"))
     return {"cpu": ["cpu"], "cuda": ["cuda"]}.get(choice, ["cpu", "cuda"])
 
 
