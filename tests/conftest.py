@@ -74,8 +74,19 @@ def chosen_devices(config: pytest.Config) -> list[str]:
     return {"cpu": ["cpu"], "cuda": ["cuda"]}.get(choice, ["cpu", "cuda"])
 
 
+def _parametrizes_device(metafunc: pytest.Metafunc) -> bool:
+    """Whether the test parametrizes its own ``device`` (the site tests' browser devices)."""
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [name.strip() for name in names.split(",")]
+        if "device" in names:
+            return True
+    return False
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "device" not in metafunc.fixturenames:
+    if "device" not in metafunc.fixturenames or _parametrizes_device(metafunc):
         return
     params = [
         pytest.param(
