@@ -5,6 +5,7 @@
 #   make test    set up (the browser tests' system packages too), then lint,
 #                package tests, docs build (-n -W), the chapters on a second
 #                floating-point code path, browser tests
+#   make test-gpu  the package tests on CUDA (their CUDA cases only); needs a GPU
 #   make serve   serve _build/html on http://127.0.0.1:8000
 #   make bench-build  time cold and incremental builds of a copy of the project
 #   make bench   benchmarks: tables, benchmarks/results/*.json and *.svg
@@ -16,6 +17,10 @@ STAMP := $(VENV)/.installed
 # Set to a PyTorch wheel index (for example its CPU-only index) to install
 # torch from there instead of the default index.
 TORCH_INDEX_URL ?=
+# A torch requirement to install instead of requirements/torch.txt (for
+# example "torch==2.5.1", or "torch" for the newest): CI's torch-versions job
+# tests the package on the oldest torch pyproject.toml allows and the newest.
+TORCH_SPEC ?=
 SPHINXOPTS ?=
 # Reader processes for sphinx-build -j: chapters execute this many at a time.
 # auto is one per CPU core; JOBS=1 builds serially.
@@ -25,7 +30,7 @@ SPHINXBUILD = $(BIN)/sphinx-build -b html -c . -d _build/doctrees docs _build/ht
 HTMLBUILD = $(SPHINXBUILD) -j $(JOBS) $(SPHINXOPTS)
 PORT ?= 8000
 
-.PHONY: setup system-packages html html-strict html-fp test test-package test-site lint serve clean linkcheck bench-build
+.PHONY: setup system-packages html html-strict html-fp test test-package test-gpu test-site lint serve clean linkcheck bench-build
 
 setup: $(STAMP)
 
@@ -34,7 +39,7 @@ $(STAMP): pyproject.toml requirements/torch.txt requirements/dev.txt
 		{ echo "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) -r requirements/torch.txt
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(if $(TORCH_SPEC),"$(TORCH_SPEC)",-r requirements/torch.txt)
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
@@ -68,6 +73,13 @@ lint: setup
 
 test-package: setup
 	$(BIN)/python -m pytest -m "not site"
+
+# The CUDA case of every test that takes the `device` fixture, and the tests
+# about CUDA itself, on this machine's GPU. Install a CUDA build of torch
+# first (TORCH_INDEX_URL). Without a CUDA device pytest stops with a usage
+# error saying so, before any test runs.
+test-gpu: setup
+	$(BIN)/python -m pytest --device cuda -m "cuda and not site"
 
 test-site: setup system-packages
 	$(BIN)/python -m pytest -m site

@@ -26,6 +26,7 @@ from attention import MultiHeadAttention
 from attention.gpt import GPTConfig, GPTModel, generate
 from attention.kv_cache import KVCache, LayerKV, cached_attention
 from attention.position import apply_rope
+from tests.conftest import generator
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 IMPLS = ["manual", "sdpa"]
@@ -34,16 +35,19 @@ SAFE_MARGIN = 1e-4  # see tests/test_kv_cache.py: greedy ids compared only far f
 
 
 def _layer(
-    seed: int, impl: str = "manual", *, heads: int = 2, **options: object
+    seed: int, impl: str = "manual", *, heads: int = 2, device="cpu", **options: object
 ) -> MultiHeadAttention:
     torch.manual_seed(seed)
-    return MultiHeadAttention(8, 8, 12, 0.0, heads, qkv_bias=True, impl=impl, **options).eval()  # type: ignore[arg-type]
+    layer = MultiHeadAttention(8, 8, 12, 0.0, heads, qkv_bias=True, impl=impl, **options)  # type: ignore[arg-type]
+    return layer.to(device).eval()
 
 
-def _pair(seed: int, *, heads: int = 2, **options: object) -> tuple[MultiHeadAttention, ...]:
+def _pair(
+    seed: int, *, heads: int = 2, device="cpu", **options: object
+) -> tuple[MultiHeadAttention, ...]:
     """The same weights on both paths."""
-    manual = _layer(seed, "manual", heads=heads, **options)
-    fast = _layer(seed, "sdpa", heads=heads, **options)
+    manual = _layer(seed, "manual", heads=heads, device=device, **options)
+    fast = _layer(seed, "sdpa", heads=heads, device=device, **options)
     fast.load_state_dict(manual.state_dict())
     return manual, fast
 
@@ -51,6 +55,7 @@ def _pair(seed: int, *, heads: int = 2, **options: object) -> tuple[MultiHeadAtt
 def _torch_mha(mha: MultiHeadAttention) -> nn.MultiheadAttention:
     """nn.MultiheadAttention holding our weights (H_kv = H, no rope)."""
     ref = nn.MultiheadAttention(mha.d_out, mha.num_heads, bias=True, batch_first=True)
+    ref = ref.to(mha.out_proj.weight.device)
     with torch.no_grad():
         assert ref.in_proj_weight is not None
         assert ref.in_proj_bias is not None
@@ -93,16 +98,18 @@ def _repeat_reference(mha: MultiHeadAttention, x: Tensor) -> Tensor:
     k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     scores = q @ k.transpose(2, 3) / mha.head_dim**0.5
     t = x.shape[1]
-    scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), -torch.inf)
+    scores = scores.masked_fill(
+        torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1), -torch.inf
+    )
     out = torch.softmax(scores, dim=-1) @ v
     merged: Tensor = mha.out_proj(out.transpose(1, 2).reshape(x.shape[0], t, -1))
     return merged
 
 
-def _band(t: int, window: int) -> Tensor:
+def _band(t: int, window: int, device="cpu") -> Tensor:
     """(T, T) bool, True = may attend: key j for query i when i - window < j <= i."""
-    i = torch.arange(t)[:, None]
-    j = torch.arange(t)[None, :]
+    i = torch.arange(t, device=device)[:, None]
+    j = torch.arange(t, device=device)[None, :]
     return (j <= i) & (j > i - window)
 
 
@@ -117,19 +124,19 @@ def _band(t: int, window: int) -> Tensor:
     causal=st.booleans(),
     per_head=st.booleans(),
 )
-def test_bool_attn_mask_equals_torch(seed, b, t, causal, per_head) -> None:
+def test_bool_attn_mask_equals_torch(device, seed, b, t, causal, per_head) -> None:
     """True = may attend here; nn.MultiheadAttention takes the inverse (True = blocked)."""
-    manual, fast = _pair(seed, causal=causal)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, t, 8, generator=g)
+    manual, fast = _pair(seed, causal=causal, device=device)
+    g = generator(device, seed)
+    x = torch.randn(b, t, 8, generator=g, device=device)
     shape = (b, 2, t, t) if per_head else (t, t)
-    allowed = torch.rand(shape, generator=g) < 0.6
+    allowed = torch.rand(shape, generator=g, device=device) < 0.6
     allowed[..., 0] = True  # every query keeps key 0 (never padding): no empty row,
-    pad = torch.rand(b, t, generator=g) < 0.2  # where PyTorch would give NaN
+    pad = torch.rand(b, t, generator=g, device=device) < 0.2  # where PyTorch would give NaN
     pad[:, 0] = False
     torch_blocked = ~allowed.expand(b, 2, t, t).reshape(b * 2, t, t)  # (B * H, T, S)
     if causal:
-        torch_blocked = torch_blocked | torch.ones(t, t, dtype=torch.bool).triu(1)
+        torch_blocked = torch_blocked | torch.ones(t, t, dtype=torch.bool, device=device).triu(1)
     with torch.no_grad():
         expected, expected_weights = _torch_mha(manual)(
             x, x, x, key_padding_mask=pad, attn_mask=torch_blocked, need_weights=True
@@ -144,13 +151,15 @@ def test_bool_attn_mask_equals_torch(seed, b, t, causal, per_head) -> None:
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("causal", [True, False])
-def test_float_attn_mask_is_added_to_the_scores_as_in_torch(impl, causal) -> None:
-    mha = _layer(3, impl, causal=causal)
-    x = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(3))
-    bias = torch.randn(6, 6, generator=torch.Generator().manual_seed(4))
+def test_float_attn_mask_is_added_to_the_scores_as_in_torch(device, impl, causal) -> None:
+    mha = _layer(3, impl, causal=causal, device=device)
+    x = torch.randn(2, 6, 8, generator=generator(device, 3), device=device)
+    bias = torch.randn(6, 6, generator=generator(device, 4), device=device)
     bias[0, 1:] = -torch.inf  # -inf blocks, as in PyTorch (query 0 keeps key 0)
     torch_bias = (
-        bias.masked_fill(torch.ones(6, 6, dtype=torch.bool).triu(1), -torch.inf) if causal else bias
+        bias.masked_fill(torch.ones(6, 6, dtype=torch.bool, device=device).triu(1), -torch.inf)
+        if causal
+        else bias
     )
     with torch.no_grad():
         expected, _ = _torch_mha(mha)(x, x, x, attn_mask=torch_bias, need_weights=False)
@@ -162,13 +171,17 @@ def test_float_attn_mask_is_added_to_the_scores_as_in_torch(impl, causal) -> Non
 
 
 @pytest.mark.parametrize("kind", ["bool", "float"])
-def test_fully_masked_rows_give_zeros_on_both_paths(kind) -> None:
+def test_fully_masked_rows_give_zeros_on_both_paths(device, kind) -> None:
     """The package's rule for a query that sees nothing: zero weights and output, not NaN."""
-    manual, fast = _pair(5, causal=False)
-    x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(5))
-    allowed = torch.ones(5, 5, dtype=torch.bool)
+    manual, fast = _pair(5, causal=False, device=device)
+    x = torch.randn(2, 5, 8, generator=generator(device, 5), device=device)
+    allowed = torch.ones(5, 5, dtype=torch.bool, device=device)
     allowed[2] = False  # query 2 may attend to nothing
-    mask = allowed if kind == "bool" else torch.zeros(5, 5).masked_fill(~allowed, -torch.inf)
+    mask = (
+        allowed
+        if kind == "bool"
+        else torch.zeros(5, 5, device=device).masked_fill(~allowed, -torch.inf)
+    )
     with torch.no_grad():
         out, weights = manual(x, attn_mask=mask, return_weights=True)
         assert (weights[:, :, 2] == 0).all()  # exact: the package's masked_softmax writes 0
@@ -177,8 +190,8 @@ def test_fully_masked_rows_give_zeros_on_both_paths(kind) -> None:
         torch.testing.assert_close(out[:, 2], manual.out_proj.bias.expand(2, 8), **TOL)
         torch.testing.assert_close(fast(x, attn_mask=mask), out, **TOL)
         # padding and attn_mask together can also empty a row
-        pad = torch.tensor([[False, True, True, True, True]] * 2)
-        allowed_2 = torch.ones(5, 5, dtype=torch.bool)
+        pad = torch.tensor([[False, True, True, True, True]] * 2, device=device)
+        allowed_2 = torch.ones(5, 5, dtype=torch.bool, device=device)
         allowed_2[:, 0] = False
         both = manual(x, padding_mask=pad, attn_mask=allowed_2)
         assert torch.isfinite(both).all()
@@ -223,9 +236,9 @@ def test_bad_attn_mask_names_the_argument(mask, error, message, impl) -> None:
 # -- weights ------------------------------------------------------------------------
 
 
-def test_averaged_weights_equal_torchs_defaults() -> None:
-    mha = _layer(7, causal=False)
-    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(7))
+def test_averaged_weights_equal_torchs_defaults(device) -> None:
+    mha = _layer(7, causal=False, device=device)
+    x = torch.randn(3, 5, 8, generator=generator(device, 7), device=device)
     with torch.no_grad():
         _, expected = _torch_mha(mha)(x, x, x)  # need_weights, average_attn_weights default True
         _, per_head = _torch_mha(mha)(x, x, x, average_attn_weights=False)
@@ -257,21 +270,21 @@ def test_weight_options_need_return_weights_and_the_manual_path() -> None:
     rope=st.booleans(),
 )
 def test_grouped_query_attention_equals_sdpa_and_repeated_heads(
-    seed, kv_heads, t, impl, rope
+    device, seed, kv_heads, t, impl, rope
 ) -> None:
-    mha = _layer(seed, impl, heads=4, num_kv_heads=kv_heads, rope=rope)
+    mha = _layer(seed, impl, heads=4, num_kv_heads=kv_heads, rope=rope, device=device)
     assert mha.W_key.weight.shape == mha.W_value.weight.shape == (kv_heads * 2, 8)
-    x = torch.randn(2, t, 8, generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(2, t, 8, generator=generator(device, seed), device=device)
     with torch.no_grad():
         out = mha(x)
         torch.testing.assert_close(out, _sdpa_reference(mha, x), **TOL)
         torch.testing.assert_close(out, _repeat_reference(mha, x), **TOL)
 
 
-def test_grouped_heads_share_keys_in_order() -> None:
+def test_grouped_heads_share_keys_in_order(device) -> None:
     """Query heads 0, 1 read key head 0 and heads 2, 3 key head 1 (as enable_gqa)."""
-    mha = _layer(1, heads=4, num_kv_heads=2, causal=False)
-    x = torch.randn(1, 5, 8)
+    mha = _layer(1, heads=4, num_kv_heads=2, causal=False, device=device)
+    x = torch.randn(1, 5, 8, device=device)
     with torch.no_grad():
         _, weights = mha(x, return_weights=True)  # (B, H, T, S)
         q, k, _ = _heads(mha, x)
@@ -334,31 +347,33 @@ def test_default_options_are_the_books_layer() -> None:
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_rope_scores_depend_only_on_distance(impl) -> None:
+def test_rope_scores_depend_only_on_distance(device, impl) -> None:
     """Identical tokens: every row's weights over the window are the same shifted row."""
-    mha = _layer(2, "manual", rope=True, window=4)
-    x = torch.randn(1, 1, 8).expand(1, 10, 8)
+    mha = _layer(2, "manual", rope=True, window=4, device=device)
+    x = torch.randn(1, 1, 8, device=device).expand(1, 10, 8)
     with torch.no_grad():
         _, weights = mha(x, return_weights=True)  # (1, H, T, T)
         rows = torch.stack([weights[0, :, i, i - 3 : i + 1] for i in range(3, 10)])  # (7, H, 4)
         torch.testing.assert_close(rows, rows[:1].expand_as(rows), **TOL)
         assert rows[0].std(dim=-1).min() > 1e-3  # the positions do move the weights
         # without rope every key of the window is the same: equal weights
-        _, flat = _layer(2, rope=False, window=4)(x, return_weights=True)
-        torch.testing.assert_close(flat[0, :, 9, 6:], torch.full((2, 4), 0.25), **TOL)
+        _, flat = _layer(2, rope=False, window=4, device=device)(x, return_weights=True)
+        torch.testing.assert_close(
+            flat[0, :, 9, 6:], torch.full((2, 4), 0.25, device=device), **TOL
+        )
     if impl == "sdpa":
-        fast = _layer(2, "sdpa", rope=True, window=4)
+        fast = _layer(2, "sdpa", rope=True, window=4, device=device)
         with torch.no_grad():
             torch.testing.assert_close(fast(x), mha(x), **TOL)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_rope_output_is_shift_invariant(impl) -> None:
+def test_rope_output_is_shift_invariant(device, impl) -> None:
     """With a window, token i + p after any p-token prefix gives token i's output."""
-    mha = _layer(4, impl, rope=True, window=3, heads=4, num_kv_heads=2)
-    g = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 6, 8, generator=g)
-    prefix = torch.randn(2, 4, 8, generator=g)
+    mha = _layer(4, impl, rope=True, window=3, heads=4, num_kv_heads=2, device=device)
+    g = generator(device, 4)
+    x = torch.randn(2, 6, 8, generator=g, device=device)
+    prefix = torch.randn(2, 4, 8, generator=g, device=device)
     with torch.no_grad():
         alone = mha(x)[:, 2:]  # from token 2 on, the window holds only x's tokens
         shifted = mha(torch.cat((prefix, x), dim=1))[:, 6:]
@@ -367,11 +382,11 @@ def test_rope_output_is_shift_invariant(impl) -> None:
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**16), window=st.integers(1, 9), t=st.integers(1, 9))
-def test_window_equals_an_explicit_band_mask(seed, window, t) -> None:
-    manual, fast = _pair(seed, window=window)
-    plain = _layer(seed)  # the same weights, no window
-    x = torch.randn(2, t, 8, generator=torch.Generator().manual_seed(seed))
-    band = _band(t, window)
+def test_window_equals_an_explicit_band_mask(device, seed, window, t) -> None:
+    manual, fast = _pair(seed, window=window, device=device)
+    plain = _layer(seed, device=device)  # the same weights, no window
+    x = torch.randn(2, t, 8, generator=generator(device, seed), device=device)
+    band = _band(t, window, device=device)
     with torch.no_grad():
         expected = plain(x, attn_mask=band)
         torch.testing.assert_close(manual(x), expected, **TOL)
@@ -391,9 +406,11 @@ def test_window_equals_an_explicit_band_mask(seed, window, t) -> None:
     window=st.sampled_from([None, 1, 3, 20]),
     cuts=st.lists(st.integers(1, 11), min_size=0, max_size=3),
 )
-def test_cached_attention_equals_the_full_forward(seed, kv_heads, rope, window, cuts) -> None:
-    mha = _layer(seed, heads=4, num_kv_heads=kv_heads, rope=rope, window=window)
-    x = torch.randn(2, 12, 8, generator=torch.Generator().manual_seed(seed))
+def test_cached_attention_equals_the_full_forward(
+    device, seed, kv_heads, rope, window, cuts
+) -> None:
+    mha = _layer(seed, heads=4, num_kv_heads=kv_heads, rope=rope, window=window, device=device)
+    x = torch.randn(2, 12, 8, generator=generator(device, seed), device=device)
     bounds = sorted({0, 12, *cuts})
     kv = LayerKV()
     with torch.no_grad():
@@ -406,12 +423,12 @@ def test_cached_attention_equals_the_full_forward(seed, kv_heads, rope, window, 
 # -- GPTModel: grouped-query cache, options, padding ---------------------------------
 
 
-def test_gqa_cache_shrinks_by_the_group_size() -> None:
-    ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))
+def test_gqa_cache_shrinks_by_the_group_size(device) -> None:
+    ids = torch.randint(0, 50, (2, 7), generator=generator(device, 0), device=device)
     sizes = {}
     for kv_heads in (4, 2, 1):
         torch.manual_seed(0)
-        model = GPTModel(TINY, n_kv_heads=kv_heads).eval()
+        model = GPTModel(TINY, n_kv_heads=kv_heads).to(device).eval()
         cache = KVCache()
         with torch.no_grad():
             model(ids, cache=cache)
@@ -444,7 +461,8 @@ def _smallest_margin(model: GPTModel, ids: Tensor, prompt: int) -> float:
 def test_cached_generation_equals_uncached_with_options(options) -> None:
     torch.manual_seed(11)
     model = GPTModel(TINY, **options).eval()
-    ids = torch.randint(0, 50, (2, 4), generator=torch.Generator().manual_seed(11))
+    g = torch.Generator().manual_seed(11)  # cpu: its seeds' margins were checked on the CPU
+    ids = torch.randint(0, 50, (2, 4), generator=g)
     plain = generate(model, ids, 8, use_cache=False)
     cached = generate(model, ids, 8)
     assert _smallest_margin(model, plain, 4) > SAFE_MARGIN  # these seeds are far from ties
@@ -482,23 +500,23 @@ def _padded(side: str) -> tuple[Tensor, Tensor]:
 
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("options", [{}, {"n_kv_heads": 2, "rope": True}, {"window": 2}])
-def test_padded_batch_gives_each_prompts_logits(side, options) -> None:
+def test_padded_batch_gives_each_prompts_logits(device, side, options) -> None:
     torch.manual_seed(5)
-    model = GPTModel(TINY, **options).eval()
+    model = GPTModel(TINY, **options).to(device).eval()
     ids, pad = _padded(side)
     with torch.no_grad():
         batch = model(ids, padding_mask=pad)
         assert torch.isfinite(batch).all()
         for row, prompt in enumerate(PROMPTS):
-            alone = model(torch.tensor([prompt]))[0]
+            alone = model(torch.tensor([prompt], device=device))[0]
             torch.testing.assert_close(batch[row][~pad[row]], alone, **TOL)
 
 
-def test_padded_prompts_continue_through_the_cache() -> None:
+def test_padded_prompts_continue_through_the_cache(device) -> None:
     torch.manual_seed(6)
-    model = GPTModel(TINY).eval()
+    model = GPTModel(TINY).to(device).eval()
     ids, pad = _padded("left")
-    new = torch.tensor([[1, 2], [3, 4], [5, 6]])
+    new = torch.tensor([[1, 2], [3, 4], [5, 6]], device=device)
     with torch.no_grad():
         cache = KVCache()
         model(ids, padding_mask=pad, cache=cache)
@@ -506,18 +524,18 @@ def test_padded_prompts_continue_through_the_cache() -> None:
         assert cache.padding is not None
         assert cache.padding.shape == (3, 8)
         for row, prompt in enumerate(PROMPTS):
-            alone = model(torch.tensor([prompt + new[row].tolist()]))[0, -2:]
+            alone = model(torch.tensor([prompt + new[row].tolist()], device=device))[0, -2:]
             torch.testing.assert_close(after[row], alone, **TOL)
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
-def test_generate_with_a_left_padded_batch(use_cache) -> None:
+def test_generate_with_a_left_padded_batch(device, use_cache) -> None:
     torch.manual_seed(8)
-    model = GPTModel(TINY).eval()
+    model = GPTModel(TINY).to(device).eval()
     ids, pad = _padded("left")
     out = generate(model, ids, 5, padding_mask=pad, use_cache=use_cache)
     for row, prompt in enumerate(PROMPTS):
-        alone = generate(model, torch.tensor([prompt]), 5)
+        alone = generate(model, torch.tensor([prompt], device=device), 5)
         assert _smallest_margin(model, alone, len(prompt)) > SAFE_MARGIN
         assert out[row, -5:].tolist() == alone[0, -5:].tolist()  # exact: ids far from ties
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from attention import MultiHeadAttention
 from attention.kv_cache import LayerKV, cached_attention
+from tests.conftest import generator
 
 
 def _torch_mha(mha: MultiHeadAttention) -> torch.nn.MultiheadAttention:
@@ -20,7 +21,7 @@ def _torch_mha(mha: MultiHeadAttention) -> torch.nn.MultiheadAttention:
         batch_first=True,
         kdim=mha.d_context,
         vdim=mha.d_context,
-    )
+    ).to(mha.out_proj.weight.device)
     with torch.no_grad():
         if ref.in_proj_weight is not None:  # kdim == vdim == embed_dim: one packed matrix
             ref.in_proj_weight.copy_(
@@ -37,12 +38,16 @@ def _torch_mha(mha: MultiHeadAttention) -> torch.nn.MultiheadAttention:
 
 
 def _layer(
-    seed: int, width: int, heads: int, d_context: int | None, impl: str
+    seed: int, width: int, heads: int, d_context: int | None, impl: str, device="cpu"
 ) -> MultiHeadAttention:
     torch.manual_seed(seed)
-    return MultiHeadAttention(
-        width, width, 8, 0.0, heads, qkv_bias=True, impl=impl, causal=False, d_context=d_context
-    ).eval()
+    return (
+        MultiHeadAttention(
+            width, width, 8, 0.0, heads, qkv_bias=True, impl=impl, causal=False, d_context=d_context
+        )
+        .to(device)
+        .eval()
+    )
 
 
 @given(
@@ -54,12 +59,12 @@ def _layer(
     d_context=st.sampled_from([None, 3, 12]),
     impl=st.sampled_from(["manual", "sdpa"]),
 )
-def test_cross_attention_equals_torch(seed, b, t, s, heads, d_context, impl) -> None:
-    mha = _layer(seed, 8, heads, d_context, impl)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, t, 8, generator=g)
-    context = torch.randn(b, s, mha.d_context, generator=g)
-    pad = torch.rand(b, s, generator=g) < 0.3
+def test_cross_attention_equals_torch(device, seed, b, t, s, heads, d_context, impl) -> None:
+    mha = _layer(seed, 8, heads, d_context, impl, device=device)
+    g = generator(device, seed)
+    x = torch.randn(b, t, 8, generator=g, device=device)
+    context = torch.randn(b, s, mha.d_context, generator=g, device=device)
+    pad = torch.rand(b, s, generator=g, device=device) < 0.3
     pad[:, 0] = False  # every query keeps a key to look at
     expected, _ = _torch_mha(mha)(x, context, context, key_padding_mask=pad, need_weights=False)
     with torch.no_grad():
@@ -71,35 +76,37 @@ def test_cross_attention_equals_torch(seed, b, t, s, heads, d_context, impl) -> 
 
 
 @given(seed=st.integers(0, 2**16), t=st.integers(1, 8), impl=st.sampled_from(["manual", "sdpa"]))
-def test_without_the_causal_mask_every_token_sees_every_token(seed, t, impl) -> None:
-    mha = _layer(seed, 8, 2, None, impl)
-    x = torch.randn(2, t, 8, generator=torch.Generator().manual_seed(seed))
+def test_without_the_causal_mask_every_token_sees_every_token(device, seed, t, impl) -> None:
+    mha = _layer(seed, 8, 2, None, impl, device=device)
+    x = torch.randn(2, t, 8, generator=generator(device, seed), device=device)
     expected, _ = _torch_mha(mha)(x, x, x, need_weights=False)
     with torch.no_grad():
         assert torch.allclose(mha(x), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_cross_attention_weights_cover_the_other_sequence() -> None:
-    mha = _layer(0, 8, 2, 3, "manual")
-    x, context = torch.randn(2, 4, 8), torch.randn(2, 7, 3)
-    pad = torch.zeros(2, 7, dtype=torch.bool)
+def test_cross_attention_weights_cover_the_other_sequence(device) -> None:
+    mha = _layer(0, 8, 2, 3, "manual", device=device)
+    x, context = torch.randn(2, 4, 8, device=device), torch.randn(2, 7, 3, device=device)
+    pad = torch.zeros(2, 7, dtype=torch.bool, device=device)
     pad[1, 5:] = True  # the second sequence's last two keys are padding
     out, weights = mha(x, context=context, padding_mask=pad, return_weights=True)
     assert out.shape == (2, 4, 8)
     assert weights.shape == (2, 2, 4, 7)  # (B, H, T, S)
-    assert torch.allclose(weights.sum(dim=-1), torch.ones(2, 2, 4), atol=1e-6, rtol=0)
+    assert torch.allclose(
+        weights.sum(dim=-1), torch.ones(2, 2, 4, device=device), atol=1e-6, rtol=0
+    )
     assert (weights[1, :, :, 5:] == 0).all()  # exact: masked weights are exactly 0
     assert (weights[0] > 0).all()  # no mask: every key gets some weight
 
 
-def test_a_token_after_the_source_changes_nothing_earlier_only_with_the_mask() -> None:
+def test_a_token_after_the_source_changes_nothing_earlier_only_with_the_mask(device) -> None:
     torch.manual_seed(0)
-    x = torch.randn(1, 5, 8)
+    x = torch.randn(1, 5, 8, device=device)
     later = x.clone()
     later[:, -1] += 1.0
     for causal, moves in ((True, False), (False, True)):
         torch.manual_seed(1)
-        mha = MultiHeadAttention(8, 8, 5, 0.0, 2, causal=causal).eval()
+        mha = MultiHeadAttention(8, 8, 5, 0.0, 2, causal=causal).to(device).eval()
         with torch.no_grad():
             changed = not torch.allclose(mha(x)[:, 0], mha(later)[:, 0], atol=1e-6, rtol=0)
         assert changed is moves

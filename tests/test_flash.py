@@ -20,10 +20,10 @@ F32 = {"rtol": 0.0, "atol": 1e-5}
 F64 = {"rtol": 0.0, "atol": 1e-10}
 
 
-def _qkv(seed: int, b: int, h: int, t_q: int, t_k: int, d: int, dtype=torch.float32):
-    q = random_tensor(seed, b, h, t_q, d, dtype=dtype)
-    k = random_tensor(seed + 1, b, h, t_k, d, dtype=dtype)
-    v = random_tensor(seed + 2, b, h, t_k, d, dtype=dtype)
+def _qkv(seed: int, b: int, h: int, t_q: int, t_k: int, d: int, dtype=torch.float32, device="cpu"):
+    q = random_tensor(seed, b, h, t_q, d, dtype=dtype, device=device)
+    k = random_tensor(seed + 1, b, h, t_k, d, dtype=dtype, device=device)
+    v = random_tensor(seed + 2, b, h, t_k, d, dtype=dtype, device=device)
     return q, k, v
 
 
@@ -32,7 +32,7 @@ def _sdpa_bottom_right(q, k, v, causal):
     if not causal:
         return F.scaled_dot_product_attention(q, k, v)
     t_q, t_k = q.shape[-2], k.shape[-2]
-    allowed = torch.ones(t_q, t_k, dtype=torch.bool).tril(diagonal=t_k - t_q)
+    allowed = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).tril(diagonal=t_k - t_q)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
 
 
@@ -42,8 +42,8 @@ def _sdpa_bottom_right(q, k, v, causal):
     ("t", "d", "block_size"),
     [(1, 8, 4), (7, 8, 4), (8, 8, 4), (37, 16, 8), (64, 3, 16), (20, 32, 128)],
 )
-def test_the_three_agree(dtype, causal, t, d, block_size):
-    q, k, v = _qkv(0, 2, 3, t, t, d, dtype)
+def test_the_three_agree(device, dtype, causal, t, d, block_size):
+    q, k, v = _qkv(0, 2, 3, t, t, d, dtype, device=device)
     sdpa = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     flash = flash_attention(q, k, v, causal=causal, block_size=block_size)
     ref = reference_attention(q, k, v, causal=causal)
@@ -55,8 +55,8 @@ def test_the_three_agree(dtype, causal, t, d, block_size):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(("t_q", "t_k"), [(1, 1), (1, 9), (3, 10), (5, 17), (16, 16)])
-def test_fewer_queries_than_keys_align_bottom_right(causal, t_q, t_k):
-    q, k, v = _qkv(1, 1, 2, t_q, t_k, 8)
+def test_fewer_queries_than_keys_align_bottom_right(device, causal, t_q, t_k):
+    q, k, v = _qkv(1, 1, 2, t_q, t_k, 8, device=device)
     expected = _sdpa_bottom_right(q, k, v, causal)
     torch.testing.assert_close(
         flash_attention(q, k, v, causal=causal, block_size=4), expected, **F32
@@ -64,30 +64,30 @@ def test_fewer_queries_than_keys_align_bottom_right(causal, t_q, t_k):
     torch.testing.assert_close(reference_attention(q, k, v, causal=causal), expected, **F32)
 
 
-def test_last_rows_of_causal_attention_are_a_cache_step():
+def test_last_rows_of_causal_attention_are_a_cache_step(device):
     """Attending with the last 3 queries gives the last 3 rows of full causal attention."""
-    q, k, v = _qkv(2, 1, 2, 12, 12, 8)
+    q, k, v = _qkv(2, 1, 2, 12, 12, 8, device=device)
     full = flash_attention(q, k, v, causal=True, block_size=4)
     step = flash_attention(q[..., -3:, :], k, v, causal=True, block_size=4)
     torch.testing.assert_close(step, full[..., -3:, :], **F32)
 
 
-def test_one_query_one_key_returns_the_value():
-    q, k, v = _qkv(3, 1, 1, 1, 1, 4)
+def test_one_query_one_key_returns_the_value(device):
+    q, k, v = _qkv(3, 1, 1, 1, 1, 4, device=device)
     assert torch.equal(flash_attention(q, k, v, causal=True), v)  # exact: weight exp(0) / 1 = 1
 
 
-def test_value_width_may_differ():
-    q, k, _ = _qkv(4, 1, 2, 9, 9, 8)
-    v = random_tensor(9, 1, 2, 9, 5)
+def test_value_width_may_differ(device):
+    q, k, _ = _qkv(4, 1, 2, 9, 9, 8, device=device)
+    v = random_tensor(9, 1, 2, 9, 5, device=device)
     out = flash_attention(q, k, v, causal=True, block_size=4)
     assert out.shape == (1, 2, 9, 5)
     torch.testing.assert_close(out, reference_attention(q, k, v, causal=True), **F32)
 
 
-def test_large_scores_do_not_overflow():
+def test_large_scores_do_not_overflow(device):
     """The running maximum keeps exp() in range, as the stable softmax does."""
-    q, k, v = _qkv(5, 1, 1, 20, 20, 4)
+    q, k, v = _qkv(5, 1, 1, 20, 20, 4, device=device)
     out = flash_attention(q * 300, k * 300, v, causal=True, block_size=8)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, reference_attention(q * 300, k * 300, v, causal=True), **F32)
@@ -101,15 +101,15 @@ def test_golden_value_seed_0():
     assert out.sum().item() == pytest.approx(-3.848913, abs=1e-5)  # SDPA gives the same
 
 
-def test_gradients_pass_gradcheck():
-    q, k, v = (t.requires_grad_() for t in _qkv(6, 1, 2, 5, 5, 3, torch.float64))
+def test_gradients_pass_gradcheck(device):
+    q, k, v = (t.requires_grad_() for t in _qkv(6, 1, 2, 5, 5, 3, torch.float64, device=device))
     assert torch.autograd.gradcheck(
         lambda q, k, v: flash_attention(q, k, v, causal=True, block_size=2), (q, k, v)
     )
 
 
-def test_gradients_equal_the_reference():
-    q, k, v = (t.requires_grad_() for t in _qkv(7, 1, 2, 9, 9, 4, torch.float64))
+def test_gradients_equal_the_reference(device):
+    q, k, v = (t.requires_grad_() for t in _qkv(7, 1, 2, 9, 9, 4, torch.float64, device=device))
     flash_attention(q, k, v, causal=True, block_size=4).square().sum().backward()
     flash_grads = [t.grad.clone() for t in (q, k, v)]
     for t in (q, k, v):
@@ -125,8 +125,8 @@ def test_gradients_equal_the_reference():
     causal=st.booleans(),
     seed=st.integers(0, 1000),
 )
-def test_block_size_does_not_change_the_result(t, block_size, causal, seed):
-    q, k, v = _qkv(seed, 1, 1, t, t, 4, torch.float64)
+def test_block_size_does_not_change_the_result(device, t, block_size, causal, seed):
+    q, k, v = _qkv(seed, 1, 1, t, t, 4, torch.float64, device=device)
     expected = reference_attention(q, k, v, causal=causal)
     torch.testing.assert_close(
         flash_attention(q, k, v, causal=causal, block_size=block_size), expected, **F64
@@ -140,17 +140,19 @@ def test_block_size_does_not_change_the_result(t, block_size, causal, seed):
     causal=st.booleans(),
     seed=st.integers(0, 1000),
 )
-def test_default_tiles_equal_sdpa_on_long_sequences(t_q, extra_keys, causal, seed):
+def test_default_tiles_equal_sdpa_on_long_sequences(device, t_q, extra_keys, causal, seed):
     """Several (256, 256) tiles, a ragged last one, and diagonals at any offset."""
-    q, k, v = _qkv(seed, 1, 2, t_q, t_q + extra_keys, 8)
+    q, k, v = _qkv(seed, 1, 2, t_q, t_q + extra_keys, 8, device=device)
     expected = _sdpa_bottom_right(q, k, v, causal)
     torch.testing.assert_close(flash_attention(q, k, v, causal=causal), expected, atol=1e-5, rtol=0)
 
 
-def test_gradients_equal_the_reference_across_default_tiles():
+def test_gradients_equal_the_reference_across_default_tiles(device):
     """The backward pass's recomputed tiles give the formula's gradients."""
-    q, k, v = (t.requires_grad_() for t in _qkv(10, 1, 2, 300, 340, 8, torch.float64))
-    cotangent = random_tensor(11, 1, 2, 300, 8, dtype=torch.float64)
+    q, k, v = (
+        t.requires_grad_() for t in _qkv(10, 1, 2, 300, 340, 8, torch.float64, device=device)
+    )
+    cotangent = random_tensor(11, 1, 2, 300, 8, dtype=torch.float64, device=device)
     (flash_attention(q, k, v, causal=True) * cotangent).sum().backward()
     flash_grads = [t.grad.clone() for t in (q, k, v)]
     for t in (q, k, v):
@@ -161,9 +163,9 @@ def test_gradients_equal_the_reference_across_default_tiles():
 
 
 @given(shift=st.floats(-50, 50), seed=st.integers(0, 1000))
-def test_adding_a_constant_to_the_keys_along_the_query_does_not_matter(shift, seed):
+def test_adding_a_constant_to_the_keys_along_the_query_does_not_matter(device, shift, seed):
     """Scores of one query all move by the same amount: the softmax ignores it."""
-    q, k, v = _qkv(seed, 1, 1, 1, 6, 4, torch.float64)
+    q, k, v = _qkv(seed, 1, 1, 1, 6, 4, torch.float64, device=device)
     direction = q / q.square().sum() * 4**0.5  # q . direction = sqrt(D), so scores move by shift
     out = flash_attention(q, k + shift * direction, v, block_size=2)
     # float64 scores moved by up to 50: their rounding (~1e-14) passes to the weights.
@@ -205,10 +207,10 @@ def test_rejects_bad_input():
     ("causal", "t_q", "t_k", "d_v", "block_size"),
     [(False, 6, 6, 3, 4), (True, 7, 7, 3, 3), (True, 3, 8, 2, 2), (False, 4, 9, 5, 4)],
 )
-def test_custom_backward_passes_gradcheck_across_tiles(causal, t_q, t_k, d_v, block_size):
+def test_custom_backward_passes_gradcheck_across_tiles(device, causal, t_q, t_k, d_v, block_size):
     """Ragged last tiles, fewer queries than keys, a value width unlike D: all in float64."""
-    q, k, _ = _qkv(12, 1, 2, t_q, t_k, 3, torch.float64)
-    v = random_tensor(13, 1, 2, t_k, d_v, dtype=torch.float64)
+    q, k, _ = _qkv(12, 1, 2, t_q, t_k, 3, torch.float64, device=device)
+    v = random_tensor(13, 1, 2, t_k, d_v, dtype=torch.float64, device=device)
     inputs = tuple(t.requires_grad_() for t in (q, k, v))
     assert torch.autograd.gradcheck(
         lambda q, k, v: flash_attention(q, k, v, causal=causal, block_size=block_size), inputs
@@ -217,10 +219,10 @@ def test_custom_backward_passes_gradcheck_across_tiles(causal, t_q, t_k, d_v, bl
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(("t_q", "t_k"), [(300, 300), (100, 340)])
-def test_gradients_equal_sdpas_in_float32(causal, t_q, t_k):
+def test_gradients_equal_sdpas_in_float32(device, causal, t_q, t_k):
     """Across two default (256, 256) tiles; 1e-5 is float32 rounding at these magnitudes."""
-    q, k, v = (t.requires_grad_() for t in _qkv(14, 2, 3, t_q, t_k, 16))
-    cotangent = random_tensor(15, 2, 3, t_q, 16)
+    q, k, v = (t.requires_grad_() for t in _qkv(14, 2, 3, t_q, t_k, 16, device=device))
+    cotangent = random_tensor(15, 2, 3, t_q, 16, device=device)
     mine = torch.autograd.grad(flash_attention(q, k, v, causal=causal), (q, k, v), cotangent)
     theirs = torch.autograd.grad(_sdpa_bottom_right(q, k, v, causal), (q, k, v), cotangent)
     for a, b in zip(mine, theirs, strict=True):
@@ -242,8 +244,8 @@ def _saved_bytes(fn, *inputs) -> int:
 
 
 @pytest.mark.parametrize("t", [64, 512])
-def test_autograd_saves_q_k_v_the_output_and_one_number_per_row(t):
-    q, k, v = (x.requires_grad_() for x in _qkv(16, 1, 2, t, t, 8))
+def test_autograd_saves_q_k_v_the_output_and_one_number_per_row(device, t):
+    q, k, v = (x.requires_grad_() for x in _qkv(16, 1, 2, t, t, 8, device=device))
     saved = _saved_bytes(lambda *a: flash_attention(*a, causal=True, block_size=32), q, k, v)
     assert saved == 4 * q.numel() * 4 + 2 * t * 4  # exact: q, k, v, output and the log-sum-exp
     naive = _saved_bytes(lambda *a: reference_attention(*a, causal=True), q, k, v)
@@ -271,19 +273,19 @@ def test_forward_and_backward_memory_grows_linearly():
     assert flash_peaks[1] < naive_peaks[1] / 8
 
 
-def test_the_backward_pass_is_not_differentiable_again():
-    q, k, v = (t.requires_grad_() for t in _qkv(19, 1, 1, 4, 4, 2, torch.float64))
+def test_the_backward_pass_is_not_differentiable_again(device):
+    q, k, v = (t.requires_grad_() for t in _qkv(19, 1, 1, 4, 4, 2, torch.float64, device=device))
     with pytest.raises(RuntimeError, match="flash_attention has no second derivatives"):
         torch.autograd.grad(flash_attention(q, k, v).sum(), q, create_graph=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_types_accumulate_in_float32_and_round_once(dtype):
+def test_half_types_accumulate_in_float32_and_round_once(device, dtype):
     """Each output is the float32 result rounded to ``dtype``: within half a unit of
     ``dtype`` (relative 2^-11 for float16, 2^-8 for bfloat16) of the float64 result
     from the same rounded inputs, plus 1e-5 for float32's own rounding. Summing in
     ``dtype`` itself missed this by several units."""
-    q, k, v = _qkv(20, 1, 4, 600, 600, 64, dtype)
+    q, k, v = _qkv(20, 1, 4, 600, 600, 64, dtype, device=device)
     truth = reference_attention(q.double(), k.double(), v.double(), causal=True)
     out = flash_attention(q, k, v, causal=True)
     assert out.dtype == dtype

@@ -55,7 +55,7 @@ BOOK_RELU_NORM = [
 
 
 def _close(actual, expected, atol=BOOK) -> bool:
-    return torch.allclose(actual, torch.tensor(expected), atol=atol, rtol=0)
+    return torch.allclose(actual, torch.tensor(expected, device=actual.device), atol=atol, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -188,13 +188,13 @@ def test_layer_norm_book_numbers():
     assert _close(out_ln.var(dim=-1, unbiased=False), [1.0, 1.0])
 
 
-def test_layer_norm_matches_torch():
-    x = random_tensor(0, 3, 4, 8) * 3 + 1
-    ours = LayerNorm(8)
+def test_layer_norm_matches_torch(device):
+    x = random_tensor(0, 3, 4, 8, device=device) * 3 + 1
+    ours = LayerNorm(8).to(device)
     with torch.no_grad():
-        ours.scale.copy_(random_tensor(1, 8))
-        ours.shift.copy_(random_tensor(2, 8))
-    ref = nn.LayerNorm(8, eps=1e-5)
+        ours.scale.copy_(random_tensor(1, 8, device=device))
+        ours.shift.copy_(random_tensor(2, 8, device=device))
+    ref = nn.LayerNorm(8, eps=1e-5).to(device)
     with torch.no_grad():
         ref.weight.copy_(ours.scale)
         ref.bias.copy_(ours.shift)
@@ -207,23 +207,25 @@ def test_layer_norm_matches_torch():
     offset=st.floats(-100, 100),
     spread=st.floats(0.5, 50),
 )
-def test_layer_norm_gives_zero_mean_unit_variance(seed, width, offset, spread):
-    x = random_tensor(seed, 3, width) * spread + offset
+def test_layer_norm_gives_zero_mean_unit_variance(device, seed, width, offset, spread):
+    x = random_tensor(seed, 3, width, device=device) * spread + offset
     v = x.var(dim=-1, unbiased=False)
     assume(bool((v > 1e-2).all()))  # eps matters only for near-constant vectors
-    y = LayerNorm(width)(x)
+    y = LayerNorm(width).to(device)(x)
     assert y.mean(dim=-1).abs().max() < 1e-4
     assert torch.allclose(y.var(dim=-1, unbiased=False), v / (v + 1e-5), atol=1e-4)
     # only the vector's shape matters, not its offset or size
-    assert torch.allclose(LayerNorm(width)(x * 2 + 7), y, atol=1e-3)
+    assert torch.allclose(LayerNorm(width).to(device)(x * 2 + 7), y, atol=1e-3)
 
 
-def test_layer_norm_of_a_constant_vector_is_the_shift():
-    ln = LayerNorm(4)
+def test_layer_norm_of_a_constant_vector_is_the_shift(device):
+    ln = LayerNorm(4).to(device)
     with torch.no_grad():
         ln.shift.fill_(0.5)
     # exact: the mean of four 3.0s is 3.0, so (x - mean) is 0 and 0 * scale + 0.5 = 0.5
-    assert torch.equal(ln(torch.full((1, 4), 3.0)), torch.full((1, 4), 0.5))
+    assert torch.equal(
+        ln(torch.full((1, 4), 3.0, device=device)), torch.full((1, 4), 0.5, device=device)
+    )
 
 
 # -- RMSNorm ------------------------------------------------------------------------
@@ -233,12 +235,12 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).mean(dim=-1).sqrt()
 
 
-def test_rms_norm_matches_torch():
-    x = random_tensor(0, 3, 4, 8) * 3 + 1
-    ours = RMSNorm(8)
+def test_rms_norm_matches_torch(device):
+    x = random_tensor(0, 3, 4, 8, device=device) * 3 + 1
+    ours = RMSNorm(8).to(device)
     with torch.no_grad():
-        ours.scale.copy_(random_tensor(1, 8))
-    ref = nn.RMSNorm(8, eps=1e-5)
+        ours.scale.copy_(random_tensor(1, 8, device=device))
+    ref = nn.RMSNorm(8, eps=1e-5).to(device)
     with torch.no_grad():
         ref.weight.copy_(ours.scale)
     torch.testing.assert_close(ours(x), ref(x), atol=1e-6, rtol=1e-6)
@@ -252,87 +254,91 @@ def test_rms_norm_matches_torch():
     spread=st.floats(0.5, 50),
     factor=st.floats(0.01, 100),
 )
-def test_rms_norm_gives_rms_one_and_ignores_positive_scaling(seed, width, offset, spread, factor):
-    x = random_tensor(seed, 3, width) * spread + offset
+def test_rms_norm_gives_rms_one_and_ignores_positive_scaling(
+    device, seed, width, offset, spread, factor
+):
+    x = random_tensor(seed, 3, width, device=device) * spread + offset
     mean_square = x.pow(2).mean(dim=-1)
     assume(bool((factor**2 * mean_square > 1.0).all()))  # eps negligible for x and c * x
-    y = RMSNorm(width)(x)
+    y = RMSNorm(width).to(device)(x)
     # RMS 1 up to eps: exactly sqrt(ms / (ms + eps))
     expected = (mean_square / (mean_square + 1e-5)).sqrt()
     torch.testing.assert_close(_rms(y), expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(RMSNorm(width)(factor * x), y, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(RMSNorm(width).to(device)(factor * x), y, atol=1e-4, rtol=1e-4)
 
 
-def test_rms_norm_keeps_the_mean_that_layer_norm_removes():
-    x = random_tensor(0, 5, 16) * 2 + 3
+def test_rms_norm_keeps_the_mean_that_layer_norm_removes(device):
+    x = random_tensor(0, 5, 16, device=device) * 2 + 3
     centred = x - x.mean(dim=-1, keepdim=True)
     # mean(x^2) = var + mean^2: with mean 0 the two normalisations coincide
-    torch.testing.assert_close(RMSNorm(16)(centred), LayerNorm(16)(centred), atol=1e-5, rtol=1e-5)
-    assert RMSNorm(16)(x).mean(dim=-1).min() > 0.5  # the offset of 3 survives
-    assert (RMSNorm(16)(x) - LayerNorm(16)(x)).abs().max() > 0.5
+    torch.testing.assert_close(
+        RMSNorm(16).to(device)(centred), LayerNorm(16).to(device)(centred), atol=1e-5, rtol=1e-5
+    )
+    assert RMSNorm(16).to(device)(x).mean(dim=-1).min() > 0.5  # the offset of 3 survives
+    assert (RMSNorm(16).to(device)(x) - LayerNorm(16).to(device)(x)).abs().max() > 0.5
 
 
-def test_rms_norm_of_zero_is_zero_and_sign_flips():
-    norm = RMSNorm(4)
+def test_rms_norm_of_zero_is_zero_and_sign_flips(device):
+    norm = RMSNorm(4).to(device)
     # exact: 0 * rsqrt(0 + eps) * 1 = 0
-    assert torch.equal(norm(torch.zeros(2, 4)), torch.zeros(2, 4))
-    x = random_tensor(3, 2, 4)
+    assert torch.equal(norm(torch.zeros(2, 4, device=device)), torch.zeros(2, 4, device=device))
+    x = random_tensor(3, 2, 4, device=device)
     # exact: negating x negates every product and leaves the mean of squares as it was
     assert torch.equal(norm(-x), -norm(x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_rms_norm_in_half_types_equals_nn_rms_norm(dtype):
+def test_rms_norm_in_half_types_equals_nn_rms_norm(device, dtype):
     """As for LayerNorm: in float16 the square of 400 overflows unless taken in float32."""
-    x = torch.tensor([[400.0, -400.0, 100.0, -100.0]], dtype=dtype)
+    x = torch.tensor([[400.0, -400.0, 100.0, -100.0]], dtype=dtype, device=device)
     ours = RMSNorm(4).to(dtype)(x)
     _same_as_pytorch(ours, nn.RMSNorm(4, eps=1e-5).to(dtype)(x))
-    expected = torch.tensor([[1.372, -1.372, 0.343, -0.343]])
+    expected = torch.tensor([[1.372, -1.372, 0.343, -0.343]], device=device)
     torch.testing.assert_close(ours.float(), expected, atol=1e-2, rtol=0)
 
-    wide = random_tensor(0, 3, 5, 64) * 300 + 50
-    norm = RMSNorm(64)
-    ref = nn.RMSNorm(64, eps=1e-5)
+    wide = random_tensor(0, 3, 5, 64, device=device) * 300 + 50
+    norm = RMSNorm(64).to(device)
+    ref = nn.RMSNorm(64, eps=1e-5).to(device)
     with torch.no_grad():
-        norm.scale.copy_(random_tensor(1, 64))
+        norm.scale.copy_(random_tensor(1, 64, device=device))
         ref.weight.copy_(norm.scale)
     norm, ref = norm.to(dtype), ref.to(dtype)
     _same_as_pytorch(norm(wide.to(dtype)), ref(wide.to(dtype)))
 
 
-def test_rms_norm_in_half_with_float32_parameters_gives_float32():
-    out = RMSNorm(8)(random_tensor(0, 2, 8).to(torch.bfloat16))
+def test_rms_norm_in_half_with_float32_parameters_gives_float32(device):
+    out = RMSNorm(8).to(device)(random_tensor(0, 2, 8, device=device).to(torch.bfloat16))
     assert out.dtype == torch.float32
 
 
 # -- Post-norm block ------------------------------------------------------------------
 
 
-def test_post_norm_block_normalises_after_each_shortcut():
+def test_post_norm_block_normalises_after_each_shortcut(device):
     torch.manual_seed(0)
-    block = PostNormTransformerBlock(TINY).eval()
-    x = random_tensor(1, 2, 5, 16)
+    block = PostNormTransformerBlock(TINY).to(device).eval()
+    x = random_tensor(1, 2, 5, 16, device=device)
     h = block.norm1(x + block.att(x))
     torch.testing.assert_close(block(x), block.norm2(h + block.ff(h)), atol=1e-6, rtol=1e-6)
     # its output is the last norm's: every token has mean 0 with the initial shift
     assert block(x).mean(dim=-1).abs().max() < 1e-5
 
 
-def test_post_norm_block_has_the_pre_norm_blocks_weights():
+def test_post_norm_block_has_the_pre_norm_blocks_weights(device):
     torch.manual_seed(0)
-    pre = TransformerBlock(TINY)
+    pre = TransformerBlock(TINY).to(device)
     torch.manual_seed(0)
-    post = PostNormTransformerBlock(TINY)
+    post = PostNormTransformerBlock(TINY).to(device)
     assert pre.state_dict().keys() == post.state_dict().keys()
     for key, value in pre.state_dict().items():
         assert torch.equal(value, post.state_dict()[key]), key  # exact: same seed, same draws
     post.load_state_dict(pre.state_dict())  # strict
 
 
-def test_post_norm_block_with_a_cache_gives_the_full_pass():
+def test_post_norm_block_with_a_cache_gives_the_full_pass(device):
     torch.manual_seed(0)
-    block = PostNormTransformerBlock(TINY).eval()
-    x = random_tensor(1, 2, 7, 16)
+    block = PostNormTransformerBlock(TINY).to(device).eval()
+    x = random_tensor(1, 2, 7, 16, device=device)
     kv = LayerKV()
     first = block(x[:, :4], kv=kv)
     rest = block(x[:, 4:], kv=kv)
@@ -342,59 +348,60 @@ def test_post_norm_block_with_a_cache_gives_the_full_pass():
 # -- GELU, feed-forward, shortcuts ------------------------------------------
 
 
-def test_gelu_is_pytorchs_tanh_gelu():
-    x = torch.linspace(-6, 6, 101)
-    assert torch.allclose(GELU()(x), F.gelu(x, approximate="tanh"), atol=1e-6)
-    assert GELU()(torch.tensor(0.0)) == 0  # exact: 0.5 * 0 * (...) = 0
-    assert GELU()(torch.tensor(-0.5)) < 0  # small negative inputs get through, unlike ReLU
+def test_gelu_is_pytorchs_tanh_gelu(device):
+    x = torch.linspace(-6, 6, 101, device=device)
+    gelu = GELU().to(device)
+    assert torch.allclose(gelu(x), F.gelu(x, approximate="tanh"), atol=1e-6)
+    assert gelu(torch.tensor(0.0, device=device)) == 0  # exact: 0.5 * 0 * (...) = 0
+    assert gelu(torch.tensor(-0.5, device=device)) < 0  # small negative inputs get through
 
 
-def test_feed_forward_expands_four_times():
-    ff = FeedForward(TINY)
+def test_feed_forward_expands_four_times(device):
+    ff = FeedForward(TINY).to(device)
     assert [type(m) for m in ff.layers] == [nn.Linear, GELU, nn.Linear]
     assert ff.layers[0].weight.shape == (64, 16)
     assert ff.layers[2].weight.shape == (16, 64)
-    assert ff(random_tensor(0, 2, 3, 16)).shape == (2, 3, 16)
+    assert ff(random_tensor(0, 2, 3, 16, device=device)).shape == (2, 3, 16)
 
 
-def test_transformer_block_is_pre_norm_with_shortcuts():
+def test_transformer_block_is_pre_norm_with_shortcuts(device):
     torch.manual_seed(0)
-    block = TransformerBlock(TINY).eval()
-    x = random_tensor(1, 2, 5, 16)
+    block = TransformerBlock(TINY).to(device).eval()
+    x = random_tensor(1, 2, 5, 16, device=device)
     h = x + block.att(block.norm1(x))
     assert torch.allclose(block(x), h + block.ff(block.norm2(h)), atol=1e-6)
     assert block(x).shape == (2, 5, 16)
 
 
-def test_gpt_forward_is_the_books_composition():
+def test_gpt_forward_is_the_books_composition(device):
     torch.manual_seed(0)
-    model = GPTModel(TINY).eval()
-    idx = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
-    x = model.tok_emb(idx) + model.pos_emb(torch.arange(4))
+    model = GPTModel(TINY).to(device).eval()
+    idx = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]], device=device)
+    x = model.tok_emb(idx) + model.pos_emb(torch.arange(4, device=device))
     expected = model.out_head(model.final_norm(model.trf_blocks(x)))
     assert torch.allclose(model(idx), expected, atol=1e-6)
 
 
-def test_generation_is_causal_so_appending_does_not_change_earlier_logits():
+def test_generation_is_causal_so_appending_does_not_change_earlier_logits(device):
     torch.manual_seed(0)
-    model = GPTModel(TINY).eval()
-    short = model(torch.tensor([[3, 1, 4]]))
-    longer = model(torch.tensor([[3, 1, 4, 1, 5]]))
+    model = GPTModel(TINY).to(device).eval()
+    short = model(torch.tensor([[3, 1, 4]], device=device))
+    longer = model(torch.tensor([[3, 1, 4, 1, 5]], device=device))
     assert torch.allclose(short, longer[:, :3], atol=1e-5)
 
 
-def test_a_checkpoint_holding_the_old_persistent_masks_loads():
+def test_a_checkpoint_holding_the_old_persistent_masks_loads(device):
     """GPTModel checkpoints saved while every block's mask was in the state_dict."""
     torch.manual_seed(0)
-    model = GPTModel(TINY).eval()
+    model = GPTModel(TINY).to(device).eval()
     assert not [key for key in model.state_dict() if key.endswith("mask")]
     for block in model.trf_blocks:
         block.att.register_buffer("mask", block.att.mask, persistent=True)
     saved = model.state_dict()
     assert "trf_blocks.1.att.mask" in saved
-    fresh = GPTModel(TINY).eval()
+    fresh = GPTModel(TINY).to(device).eval()
     fresh.load_state_dict(saved)  # strict
-    idx = torch.tensor([[1, 2, 3, 4]])
+    idx = torch.tensor([[1, 2, 3, 4]], device=device)
     assert torch.equal(fresh(idx), model(idx))  # exact: the same weights and operations
 
 
@@ -440,27 +447,30 @@ def _pytorch_block(block: TransformerBlock, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dtype", HALF_TYPES)
-def test_layer_norm_in_half_types_equals_nn_layer_norm(dtype):
+def test_layer_norm_in_half_types_equals_nn_layer_norm(device, dtype):
     """The issue's example: in float16 the variance of +-400 overflows unless taken in float32."""
-    x = torch.tensor([[400.0, -400.0, 100.0, -100.0]], dtype=dtype)
+    x = torch.tensor([[400.0, -400.0, 100.0, -100.0]], dtype=dtype, device=device)
     ours = LayerNorm(4).to(dtype)(x)
     _same_as_pytorch(ours, nn.LayerNorm(4).to(dtype)(x))
-    assert torch.allclose(ours.float(), torch.tensor([[1.372, -1.372, 0.343, -0.343]]), atol=1e-2)
+    assert torch.allclose(
+        ours.float(), torch.tensor([[1.372, -1.372, 0.343, -0.343]], device=device), atol=1e-2
+    )
 
-    wide = random_tensor(0, 3, 5, 64) * 300 + 50
-    norm = LayerNorm(64)
+    wide = random_tensor(0, 3, 5, 64, device=device) * 300 + 50
+    norm = LayerNorm(64).to(device)
     with torch.no_grad():
-        norm.scale.copy_(random_tensor(1, 64))
-        norm.shift.copy_(random_tensor(2, 64))
+        norm.scale.copy_(random_tensor(1, 64, device=device))
+        norm.shift.copy_(random_tensor(2, 64, device=device))
     norm = norm.to(dtype)
     _same_as_pytorch(norm(wide.to(dtype)), _pytorch_layer_norm(norm, wide.to(dtype)))
 
 
 @pytest.mark.parametrize("dtype", HALF_TYPES)
-def test_gelu_in_half_types_equals_f_gelu(dtype):
+def test_gelu_in_half_types_equals_f_gelu(device, dtype):
     """Each value within a unit of its own size: no cancellation in 1 + tanh for x < 0."""
-    x = torch.linspace(-60, 60, 2001, dtype=dtype)  # float16's x^3 overflows beyond 40
-    ours, theirs = GELU()(x), F.gelu(x, approximate="tanh")
+    # float16's x^3 overflows beyond 40
+    x = torch.linspace(-60, 60, 2001, dtype=dtype, device=device)
+    ours, theirs = GELU().to(device)(x), F.gelu(x, approximate="tanh")
     assert ours.dtype == dtype
     eps, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).tiny
     torch.testing.assert_close(ours, theirs, rtol=eps, atol=tiny)

@@ -12,6 +12,7 @@ from torch import nn
 
 from attention.gpt import GPTConfig, GPTModel, generate_text_simple
 from attention.kv_cache import KVCache
+from tests.conftest import generator
 
 TINY = GPTConfig(vocab_size=50, context_length=12, emb_dim=16, n_heads=4, n_layers=2)
 # The cache changes the logits by float32 rounding only (~1e-6 on these models; see
@@ -41,13 +42,12 @@ def _smallest_margin(model: GPTModel, ids: torch.Tensor, prompt: int, context_si
     batch=st.integers(1, 3),
     qkv_bias=st.booleans(),
 )
-def test_kv_cache_gives_the_same_tokens(seed, heads, layers, prompt, batch, qkv_bias):
+def test_kv_cache_gives_the_same_tokens(device, seed, heads, layers, prompt, batch, qkv_bias):
     cfg = dataclasses.replace(TINY, n_heads=heads, n_layers=layers, qkv_bias=qkv_bias)
     torch.manual_seed(seed)
-    model = GPTModel(cfg).eval()
-    idx = torch.randint(
-        0, cfg.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(seed)
-    )
+    model = GPTModel(cfg).to(device).eval()
+    g = generator(device, seed)
+    idx = torch.randint(0, cfg.vocab_size, (batch, prompt), generator=g, device=device)
     plain = generate_text_simple(model, idx, 6, cfg.context_length)
     cached = generate_text_simple(model, idx, 6, cfg.context_length, use_cache=True)
     assume(_smallest_margin(model, plain, prompt, cfg.context_length) > SAFE_MARGIN)
@@ -56,11 +56,11 @@ def test_kv_cache_gives_the_same_tokens(seed, heads, layers, prompt, batch, qkv_
 
 
 @pytest.mark.parametrize("context_size", [4, 7, 12])
-def test_kv_cache_when_the_window_slides(context_size):
+def test_kv_cache_when_the_window_slides(device, context_size):
     """Past context_size tokens, the cache is rebuilt from the window at each step."""
     torch.manual_seed(1)
-    model = GPTModel(TINY).eval()
-    idx = torch.tensor([[7, 3, 9]])
+    model = GPTModel(TINY).to(device).eval()
+    idx = torch.tensor([[7, 3, 9]], device=device)
     plain = generate_text_simple(model, idx, 15, context_size)
     cached = generate_text_simple(model, idx, 15, context_size, use_cache=True)
     assert plain.shape == (1, 18)
@@ -68,10 +68,10 @@ def test_kv_cache_when_the_window_slides(context_size):
     assert torch.equal(plain, cached)  # exact: integer ids, no step near a tie
 
 
-def test_cached_forward_in_pieces_equals_the_full_forward():
+def test_cached_forward_in_pieces_equals_the_full_forward(device):
     torch.manual_seed(2)
-    model = GPTModel(TINY).eval()
-    idx = torch.tensor([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]])
+    model = GPTModel(TINY).to(device).eval()
+    idx = torch.tensor([[1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1]], device=device)
     full = model(idx)
     cache = KVCache()
     pieces = [model(idx[:, :3], cache=cache), model(idx[:, 3:4], cache=cache)]
@@ -81,9 +81,9 @@ def test_cached_forward_in_pieces_equals_the_full_forward():
     assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
 
 
-def test_generating_zero_tokens_returns_the_input():
-    model = GPTModel(TINY).eval()
-    idx = torch.tensor([[1, 2]])
+def test_generating_zero_tokens_returns_the_input(device):
+    model = GPTModel(TINY).to(device).eval()
+    idx = torch.tensor([[1, 2]], device=device)
     # exact: integer ids, returned as they came
     assert torch.equal(generate_text_simple(model, idx, 0, 12, use_cache=True), idx)
 
@@ -91,16 +91,16 @@ def test_generating_zero_tokens_returns_the_input():
 # -- Errors -----------------------------------------------------------------------
 
 
-def test_cache_overflow_and_batch_mismatch():
-    model = GPTModel(TINY).eval()
+def test_cache_overflow_and_batch_mismatch(device):
+    model = GPTModel(TINY).to(device).eval()
     cache = KVCache()
-    model(torch.zeros(2, 10, dtype=torch.long), cache=cache)
+    model(torch.zeros(2, 10, dtype=torch.long, device=device), cache=cache)
     with pytest.raises(
         ValueError, match=r"3 tokens \(plus 10 cached\), more than context_length=12"
     ):
-        model(torch.zeros(2, 3, dtype=torch.long), cache=cache)
+        model(torch.zeros(2, 3, dtype=torch.long, device=device), cache=cache)
     with pytest.raises(ValueError, match=r"batch size 1, but the cache holds batch size 2"):
-        model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+        model(torch.zeros(1, 1, dtype=torch.long, device=device), cache=cache)
 
 
 def test_cache_needs_a_gpt_model():

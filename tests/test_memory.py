@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from attention import memory
 from attention.complexity import score_matrix_bytes
 from attention.flash import flash_attention, reference_attention
 from attention.memory import peak_allocated_bytes, peak_tensor_bytes
-from tests.conftest import random_tensor
+from tests.conftest import needs_cuda, random_tensor
 
 PROBES = [peak_tensor_bytes, peak_allocated_bytes]
 
@@ -111,7 +115,7 @@ def test_stderr_is_restored_after_an_exception(capfd):
     assert capfd.readouterr().err == "still here\n"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_cuda_peak_counts_new_allocations():
     before = torch.ones(1 << 20, device="cuda")  # held before: not counted
     peak = peak_allocated_bytes(lambda: torch.empty(1 << 18, device="cuda"), device="cuda")
@@ -147,3 +151,61 @@ def test_rejects_bad_input(call, error, match):
 def test_cuda_without_a_device_is_a_clear_error():
     with pytest.raises(ValueError, match="device is 'cuda', but this machine has no CUDA device"):
         peak_allocated_bytes(lambda: None, device="cuda")
+
+
+# The CPU probe reads profiler events torch does not document: a torch that
+# changes them must give a clear error, never a wrong number or a warning.
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """The probe's once-per-process self-check, run again inside the test."""
+    check = memory._cpu_probe_error
+    monkeypatch.setattr(memory, "_cpu_probe_error", functools.cache(check.__wrapped__))
+
+
+class _NoEvents:
+    """A profiler whose results no longer have the events the probe reads."""
+
+    def __init__(self, *args, **kwargs):
+        self.profiler = SimpleNamespace(kineto_results=SimpleNamespace())
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+
+def test_a_profiler_without_the_events_is_a_clear_error(monkeypatch, fresh_probe):
+    monkeypatch.setattr(memory, "profile", _NoEvents)
+    with pytest.raises(
+        RuntimeError, match=r"peak_allocated_bytes\(device='cpu'\).*peak_tensor_bytes"
+    ):
+        peak_allocated_bytes(lambda: torch.empty(250))
+
+
+def test_a_profiler_whose_events_changed_meaning_is_an_error_not_a_number(monkeypatch, fresh_probe):
+    read = memory._cpu_memory_events
+    monkeypatch.setattr(
+        memory, "_cpu_memory_events", lambda prof: [(t, 2 * b) for t, b in read(prof)]
+    )
+    with pytest.raises(RuntimeError, match="a 4000-byte allocation read as 8000 bytes"):
+        peak_allocated_bytes(lambda: torch.empty(250))
+
+
+def test_the_profilers_own_warnings_do_not_reach_the_caller(monkeypatch, fresh_probe):
+    real = memory.profile
+
+    class Chatty(real):  # type: ignore[misc, valid-type]
+        def start(self):
+            warnings.warn(
+                "Profiler clears events at the end of each cycle", UserWarning, stacklevel=2
+            )
+            super().start()
+
+    monkeypatch.setattr(memory, "profile", Chatty)
+    # filterwarnings = error (pyproject): a warning that got out would fail here.
+    assert peak_allocated_bytes(lambda: torch.empty(250)) == 1000
+    with pytest.warns(UserWarning, match="from fn"):  # fn's own warnings still show
+        peak_allocated_bytes(lambda: warnings.warn("from fn", UserWarning, stacklevel=2))

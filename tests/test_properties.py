@@ -20,7 +20,7 @@ from attention import (
     masked_softmax,
     simple_self_attention,
 )
-from tests.conftest import CUDA, random_tensor
+from tests.conftest import generator, random_tensor
 
 seeds = st.integers(0, 2**31 - 1)
 batches = st.integers(1, 3)
@@ -29,25 +29,29 @@ widths = st.integers(1, 6)
 heads = st.integers(1, 4)
 
 
-def _mha(seed, d_in, head_dim, num_heads, context_length, dropout=0.0, impl="manual"):
+def _mha(seed, d_in, head_dim, num_heads, context_length, dropout=0.0, impl="manual", device="cpu"):
     torch.manual_seed(seed)
-    return MultiHeadAttention(
-        d_in, head_dim * num_heads, context_length, dropout, num_heads, qkv_bias=True, impl=impl
-    ).eval()
+    return (
+        MultiHeadAttention(
+            d_in, head_dim * num_heads, context_length, dropout, num_heads, qkv_bias=True, impl=impl
+        )
+        .to(device)
+        .eval()
+    )
 
 
-def _layers(seed, d_in, d_out, context_length):
-    """One of every causal layer, freshly seeded, in eval mode."""
+def _layers(seed, d_in, d_out, context_length, device):
+    """One of every causal layer, freshly seeded, in eval mode, on ``device``."""
     torch.manual_seed(seed)
-    yield CausalAttention(d_in, d_out, context_length, 0.0).eval()
-    yield MultiHeadAttentionWrapper(d_in, d_out, context_length, 0.0, num_heads=2).eval()
-    yield _mha(seed, d_in, d_out, 2, context_length)
-    yield _mha(seed, d_in, d_out, 2, context_length, impl="sdpa")
+    yield CausalAttention(d_in, d_out, context_length, 0.0).to(device).eval()
+    yield MultiHeadAttentionWrapper(d_in, d_out, context_length, 0.0, num_heads=2).to(device).eval()
+    yield _mha(seed, d_in, d_out, 2, context_length, device=device)
+    yield _mha(seed, d_in, d_out, 2, context_length, impl="sdpa", device=device)
 
 
 @given(seed=seeds, b=batches, t=tokens, d_in=widths, d_out=widths)
-def test_weight_rows_sum_to_one(seed, b, t, d_in, d_out):
-    x = random_tensor(seed, b, t, d_in)
+def test_weight_rows_sum_to_one(device, seed, b, t, d_in, d_out):
+    x = random_tensor(seed, b, t, d_in, device=device)
     torch.manual_seed(seed)
     layers = [
         SelfAttentionV1(d_in, d_out),
@@ -57,30 +61,31 @@ def test_weight_rows_sum_to_one(seed, b, t, d_in, d_out):
         MultiHeadAttention(d_in, 2 * d_out, t, 0.0, num_heads=2),
     ]
     for layer in layers:
-        _, weights = layer.eval()(x, return_weights=True)
-        assert torch.allclose(weights.sum(dim=-1), torch.ones(weights.shape[:-1]), atol=1e-5)
+        _, weights = layer.to(device).eval()(x, return_weights=True)
+        ones = torch.ones(weights.shape[:-1], device=device)
+        assert torch.allclose(weights.sum(dim=-1), ones, atol=1e-5)
         assert (weights >= 0).all()
     _, weights = simple_self_attention(x, return_weights=True)
-    assert torch.allclose(weights.sum(dim=-1), torch.ones(b, t), atol=1e-5)
+    assert torch.allclose(weights.sum(dim=-1), torch.ones(b, t, device=device), atol=1e-5)
 
 
 @given(seed=seeds, b=batches, t=st.integers(2, 8), d_in=widths, d_out=widths, data=st.data())
-def test_causality(seed, b, t, d_in, d_out, data):
+def test_causality(device, seed, b, t, d_in, d_out, data):
     """Changing the tokens after position p never changes any output at or before p."""
     p = data.draw(st.integers(0, t - 2), label="p")
-    x = random_tensor(seed, b, t, d_in)
+    x = random_tensor(seed, b, t, d_in, device=device)
     changed = x.clone()
-    changed[:, p + 1 :] = random_tensor(seed + 1, b, t - p - 1, d_in)
-    for layer in _layers(seed, d_in, d_out, t):
+    changed[:, p + 1 :] = random_tensor(seed + 1, b, t - p - 1, d_in, device=device)
+    for layer in _layers(seed, d_in, d_out, t, device):
         before, after = layer(x), layer(changed)
         assert torch.allclose(before[:, : p + 1], after[:, : p + 1], atol=1e-6)
         assert not torch.allclose(before[:, p + 1 :], after[:, p + 1 :], atol=1e-6, rtol=0)
 
 
 @given(seed=seeds, b=batches, t=tokens)
-def test_minus_infinity_equals_zero_and_renormalise(seed, b, t):
-    scores = random_tensor(seed, b, t, t) * 3
-    mask = causal_mask(t)
+def test_minus_infinity_equals_zero_and_renormalise(device, seed, b, t):
+    scores = random_tensor(seed, b, t, t, device=device) * 3
+    mask = causal_mask(t, device=device)
     via_inf = masked_softmax(scores, mask)
     zeroed = torch.softmax(scores, dim=-1).masked_fill(mask, 0.0)
     renormalised = zeroed / zeroed.sum(dim=-1, keepdim=True)
@@ -90,13 +95,13 @@ def test_minus_infinity_equals_zero_and_renormalise(seed, b, t):
 
 @given(seed=seeds, t=tokens, d_in=widths, d_out=widths, num_heads=heads)
 def test_wrapper_head_zero_is_a_causal_attention_from_the_same_seed(
-    seed, t, d_in, d_out, num_heads
+    device, seed, t, d_in, d_out, num_heads
 ):
-    x = random_tensor(seed, 2, t, d_in)
+    x = random_tensor(seed, 2, t, d_in, device=device)
     torch.manual_seed(seed)
-    wrapper = MultiHeadAttentionWrapper(d_in, d_out, t, 0.0, num_heads=num_heads)
+    wrapper = MultiHeadAttentionWrapper(d_in, d_out, t, 0.0, num_heads=num_heads).to(device)
     torch.manual_seed(seed)
-    single = CausalAttention(d_in, d_out, t, 0.0)
+    single = CausalAttention(d_in, d_out, t, 0.0).to(device)
     # exact: the same seed draws the same weights for head 0; then the same operations
     assert torch.equal(wrapper(x)[..., :d_out], single(x))
     assert wrapper(x).shape == (2, t, num_heads * d_out)
@@ -105,6 +110,7 @@ def test_wrapper_head_zero_is_a_causal_attention_from_the_same_seed(
 def _copy_into_torch_mha(mha: MultiHeadAttention) -> torch.nn.MultiheadAttention:
     """nn.MultiheadAttention with our weights; it needs d_in == d_out for self-attention."""
     ref = torch.nn.MultiheadAttention(mha.d_out, mha.num_heads, bias=True, batch_first=True)
+    ref = ref.to(mha.out_proj.weight.device)
     with torch.no_grad():
         # Its Q, K, V projections are one packed (3C, C) matrix, stacked in that order.
         ref.in_proj_weight.copy_(
@@ -117,14 +123,15 @@ def _copy_into_torch_mha(mha: MultiHeadAttention) -> torch.nn.MultiheadAttention
 
 
 @given(seed=seeds, b=batches, t=tokens, head_dim=widths, num_heads=heads)
-def test_equals_torch_multihead_attention(seed, b, t, head_dim, num_heads):
+def test_equals_torch_multihead_attention(device, seed, b, t, head_dim, num_heads):
     width = head_dim * num_heads
-    mha = _mha(seed, width, head_dim, num_heads, context_length=8)
+    mha = _mha(seed, width, head_dim, num_heads, context_length=8, device=device)
     ref = _copy_into_torch_mha(mha)
-    x = random_tensor(seed, b, t, width)
+    x = random_tensor(seed, b, t, width, device=device)
     # nn.MultiheadAttention's boolean attn_mask: True = blocked, as ours.
+    mask = causal_mask(t, device=device)
     expected, ref_weights = ref(
-        x, x, x, attn_mask=causal_mask(t), need_weights=True, average_attn_weights=False
+        x, x, x, attn_mask=mask, need_weights=True, average_attn_weights=False
     )
     out, weights = mha(x, return_weights=True)
     assert torch.allclose(out, expected, atol=1e-5)
@@ -132,9 +139,10 @@ def test_equals_torch_multihead_attention(seed, b, t, head_dim, num_heads):
 
 
 @given(seed=seeds, b=batches, t=tokens, d_in=widths, head_dim=widths, num_heads=heads)
-def test_equals_functional_sdpa_and_the_sdpa_impl(seed, b, t, d_in, head_dim, num_heads):
-    mha = _mha(seed, d_in, head_dim, num_heads, context_length=8)
-    x = random_tensor(seed, b, t, d_in)
+def test_equals_functional_sdpa_and_the_sdpa_impl(device, seed, b, t, d_in, head_dim, num_heads):
+    mha = _mha(seed, d_in, head_dim, num_heads, context_length=8, device=device)
+    x = random_tensor(seed, b, t, d_in, device=device)
+    mask = causal_mask(t, device=device)
     out = mha(x)
 
     def split(t_):  # (B, T, C) -> (B, H, T, D)
@@ -142,11 +150,11 @@ def test_equals_functional_sdpa_and_the_sdpa_impl(seed, b, t, d_in, head_dim, nu
 
     q, k, v = split(mha.W_query(x)), split(mha.W_key(x)), split(mha.W_value(x))
     # F.scaled_dot_product_attention's boolean mask: True = MAY attend, the opposite.
-    context = F.scaled_dot_product_attention(q, k, v, attn_mask=~causal_mask(t))
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=~mask)
     expected = mha.out_proj(context.transpose(1, 2).reshape(b, t, num_heads * head_dim))
     assert torch.allclose(out, expected, atol=1e-5)
 
-    wrong_polarity = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(t))
+    wrong_polarity = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     if t > 1:  # with our mask passed as-is, every token sees only the future
         assert not torch.allclose(context, wrong_polarity.nan_to_num(), atol=1e-5)
 
@@ -155,25 +163,27 @@ def test_equals_functional_sdpa_and_the_sdpa_impl(seed, b, t, d_in, head_dim, nu
 
 
 @given(seed=seeds, b=batches, t=st.integers(2, 8), d_in=widths, head_dim=widths)
-def test_padding_mask_agrees_between_impls_and_never_gives_nan(seed, b, t, d_in, head_dim):
-    mha = _mha(seed, d_in, head_dim, 2, context_length=8)
-    x = random_tensor(seed, b, t, d_in)
-    padding = torch.zeros(b, t, dtype=torch.bool)
+def test_padding_mask_agrees_between_impls_and_never_gives_nan(device, seed, b, t, d_in, head_dim):
+    mha = _mha(seed, d_in, head_dim, 2, context_length=8, device=device)
+    x = random_tensor(seed, b, t, d_in, device=device)
+    padding = torch.zeros(b, t, dtype=torch.bool, device=device)
     padding[:, 0] = True  # left padding: query 0 can see only padding
     out, weights = mha(x, padding_mask=padding, return_weights=True)
     assert not out.isnan().any()
     assert (weights[:, :, 0] == 0).all()  # exact: the fully masked row is filled with 0
     assert (weights[:, :, 1:, 0] == 0).all()  # exact: exp(-inf) = 0 for the padding
-    assert torch.allclose(weights[:, :, 1:].sum(-1), torch.ones(b, 2, t - 1), atol=1e-5)
+    assert torch.allclose(
+        weights[:, :, 1:].sum(-1), torch.ones(b, 2, t - 1, device=device), atol=1e-5
+    )
     mha.impl = "sdpa"
     assert torch.allclose(mha(x, padding_mask=padding), out, atol=1e-5)
 
 
 @given(seed=seeds, p=st.sampled_from([0.1, 0.5, 0.8]))
-def test_dropout_keeps_zero_or_scaled_weights(seed, p):
+def test_dropout_keeps_zero_or_scaled_weights(device, seed, p):
     torch.manual_seed(seed)
-    layer = CausalAttention(3, 4, 6, p)
-    x = random_tensor(seed, 2, 6, 3)
+    layer = CausalAttention(3, 4, 6, p).to(device)
+    x = random_tensor(seed, 2, 6, 3, device=device)
     _, clean = layer.eval()(x, return_weights=True)
     layer.train()
     _, dropped = layer(x, return_weights=True)
@@ -183,26 +193,27 @@ def test_dropout_keeps_zero_or_scaled_weights(seed, p):
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5])
-def test_dropout_row_sums_average_one(p):
+def test_dropout_row_sums_average_one(device, p):
     torch.manual_seed(0)
-    layer = CausalAttention(3, 4, 6, p).train()
-    x = random_tensor(0, 1, 6, 3).expand(4000, 6, 3)
+    layer = CausalAttention(3, 4, 6, p).to(device).train()
+    x = random_tensor(0, 1, 6, 3, device=device).expand(4000, 6, 3)
     _, weights = layer(x, return_weights=True)
     sums = weights.sum(dim=-1)  # (draws, T)
     assert sums.mean().item() == pytest.approx(1.0, abs=0.02)
     assert sums.std().item() > 0.1  # single rows really do stray from 1
     assert (sums[:, 0] == 0).any()  # exact: the first row has one weight: dropped ...
     # ... or kept and scaled up: 1 / (1 - p) in float32 need not equal the double 1 / (1 - p)
-    scaled = torch.tensor(1 / (1 - p))
+    scaled = torch.tensor(1 / (1 - p), device=device)
     assert torch.isclose(sums[:, 0], scaled, rtol=1e-6, atol=0).any()
 
 
 @pytest.mark.parametrize("impl", ["manual", "sdpa"])
-def test_eval_mode_turns_dropout_off(impl, batch):
+def test_eval_mode_turns_dropout_off(impl, device_batch):
+    batch = device_batch
     torch.manual_seed(1)
-    mha = MultiHeadAttention(3, 4, 6, 0.5, num_heads=2, impl=impl)
+    mha = MultiHeadAttention(3, 4, 6, 0.5, num_heads=2, impl=impl).to(batch.device)
     torch.manual_seed(1)
-    no_dropout = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl=impl)
+    no_dropout = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl=impl).to(batch.device)
     # exact: the same seed draws the same weights, and dropout that is off (eval, or p = 0)
     # leaves the weights alone, so both run the same operations on the same numbers
     assert torch.equal(mha.eval()(batch), no_dropout(batch))
@@ -219,14 +230,15 @@ def test_eval_mode_turns_dropout_off(impl, batch):
         lambda: MultiHeadAttention(3, 4, 6, 0.1, num_heads=2),
     ],
 )
-def test_state_dict_round_trip(make, batch):
+def test_state_dict_round_trip(make, device_batch):
+    batch = device_batch
     torch.manual_seed(5)
-    source = make().eval()
+    source = make().to(batch.device).eval()
     buffer = io.BytesIO()
     torch.save(source.state_dict(), buffer)
     buffer.seek(0)
     torch.manual_seed(6)
-    target = make().eval()
+    target = make().to(batch.device).eval()
     assert not torch.equal(source(batch), target(batch))  # exact: other weights, other numbers
     target.load_state_dict(torch.load(buffer, weights_only=True))
     # exact: the saved weights come back bit for bit; then the same operations
@@ -242,12 +254,13 @@ def test_mask_is_a_buffer_not_a_parameter():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
-def test_other_dtypes(dtype, batch):
+def test_other_dtypes(dtype, device_batch):
+    batch = device_batch
     torch.manual_seed(123)
-    reference = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
+    reference = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2).to(batch.device)
     expected = reference(batch)
     for impl in ("manual", "sdpa"):
-        layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl=impl)
+        layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl=impl).to(batch.device)
         layer.load_state_dict(reference.state_dict())
         out = layer.to(dtype)(batch.to(dtype))
         assert out.dtype == dtype
@@ -265,7 +278,7 @@ def _sdpa_of(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_every_layer_in_half_types_equals_pytorchs_attention(dtype):
+def test_every_layer_in_half_types_equals_pytorchs_attention(device, dtype):
     """Within two units in the last place of the dtype at the largest output.
 
     Each layer, converted to float16 or bfloat16, against PyTorch's own attention
@@ -274,18 +287,19 @@ def test_every_layer_in_half_types_equals_pytorchs_attention(dtype):
     layers round the scores and the weights to the dtype, PyTorch's kernels keep
     them in float32: each rounding may add half a unit (measured: at most 0.72).
     """
-    x = random_tensor(0, 2, 6, 4).to(dtype)
+    x = random_tensor(0, 2, 6, 4, device=device).to(dtype)
     torch.manual_seed(0)
     singles = [SelfAttentionV1(4, 3), SelfAttentionV2(4, 3, qkv_bias=True)]
     singles.append(CausalAttention(4, 3, 6, 0.0, qkv_bias=True))
-    wrapper = MultiHeadAttentionWrapper(4, 3, 6, 0.0, num_heads=2)
+    singles = [layer.to(device) for layer in singles]
+    wrapper = MultiHeadAttentionWrapper(4, 3, 6, 0.0, num_heads=2).to(device)
     pairs = [(layer.to(dtype)(x), _sdpa_of(layer, x)) for layer in singles]
     wrapper = wrapper.to(dtype)
     pairs.append((wrapper(x), torch.cat([_sdpa_of(head, x) for head in wrapper.heads], dim=-1)))
     for impl in ("manual", "sdpa"):
-        mha = _mha(0, 4, 2, 2, 6, impl=impl)
+        mha = _mha(0, 4, 2, 2, 6, impl=impl, device=device)
         expected, _ = _copy_into_torch_mha(mha).to(dtype)(
-            x, x, x, attn_mask=causal_mask(6), need_weights=False
+            x, x, x, attn_mask=causal_mask(6, device=device), need_weights=False
         )
         pairs.append((mha.to(dtype)(x), expected))
     for ours, theirs in pairs:
@@ -294,9 +308,9 @@ def test_every_layer_in_half_types_equals_pytorchs_attention(dtype):
         torch.testing.assert_close(ours, theirs, atol=2 * unit, rtol=0)
 
 
-def test_gradcheck_in_float64():
+def test_gradcheck_in_float64(device):
     torch.manual_seed(0)
-    x = torch.rand(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(2, 5, 3, dtype=torch.float64, device=device, requires_grad=True)
     layers = [
         SelfAttentionV1(3, 2).double(),
         SelfAttentionV2(3, 2).double(),
@@ -306,40 +320,43 @@ def test_gradcheck_in_float64():
         MultiHeadAttention(3, 4, 5, 0.0, num_heads=2, impl="sdpa").double(),
     ]
     for layer in layers:
+        layer.to(device)
         assert torch.autograd.gradcheck(lambda t, layer=layer: layer(t), (x,))
 
 
-def test_zero_tokens_give_an_empty_result(batch):
-    empty = batch[:, :0]
+def test_zero_tokens_give_an_empty_result(device_batch):
+    empty = device_batch[:, :0]
+    d = empty.device
     torch.manual_seed(0)
-    assert SelfAttentionV1(3, 2)(empty).shape == (2, 0, 2)
-    assert SelfAttentionV2(3, 2)(empty).shape == (2, 0, 2)
-    assert CausalAttention(3, 2, 6, 0.0)(empty).shape == (2, 0, 2)
-    assert MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=3)(empty).shape == (2, 0, 6)
-    out, weights = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)(empty, return_weights=True)
+    assert SelfAttentionV1(3, 2).to(d)(empty).shape == (2, 0, 2)
+    assert SelfAttentionV2(3, 2).to(d)(empty).shape == (2, 0, 2)
+    assert CausalAttention(3, 2, 6, 0.0).to(d)(empty).shape == (2, 0, 2)
+    assert MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=3).to(d)(empty).shape == (2, 0, 6)
+    mha = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2).to(d)
+    out, weights = mha(empty, return_weights=True)
     assert out.shape == (2, 0, 4)
     assert weights.shape == (2, 2, 0, 0)
-    assert MultiHeadAttention(3, 4, 6, 0.0, 2, impl="sdpa")(empty).shape == (2, 0, 4)
+    assert MultiHeadAttention(3, 4, 6, 0.0, 2, impl="sdpa").to(d)(empty).shape == (2, 0, 4)
     assert simple_self_attention(empty[0]).shape == (0, 3)
 
 
-@CUDA
 @pytest.mark.parametrize("impl", ["manual", "sdpa"])
-def test_cuda_matches_cpu(impl, batch):
+def test_the_device_matches_the_cpu(impl, device, batch):
+    """The CPU result (the golden side) against the same layer moved to ``device``."""
     torch.manual_seed(123)
     layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl=impl).eval()
     expected = layer(batch)
-    out = layer.to("cuda")(batch.to("cuda"))
-    assert out.device.type == "cuda"
-    assert torch.allclose(out.cpu(), expected, atol=1e-5)
+    out = layer.to(device)(batch.to(device))
+    assert out.device == device
+    torch.testing.assert_close(out.cpu(), expected, atol=1e-5, rtol=1e-5)
 
 
-@CUDA
-def test_cuda_mask_buffer_follows_to():
-    layer = CausalAttention(3, 2, 6, 0.0).to("cuda")
-    assert layer.mask.device.type == "cuda"
+def test_the_mask_buffer_follows_to(device):
+    layer = CausalAttention(3, 2, 6, 0.0).to(device)
+    assert layer.mask.device == device
+    elsewhere = "meta" if device.type == "cpu" else "cpu"
     with pytest.raises(ValueError, match="x must be on the layer's device"):
-        layer(torch.rand(1, 6, 3))
+        layer(torch.rand(1, 6, 3, device=elsewhere))
 
 
 @given(
@@ -353,20 +370,23 @@ def test_cuda_mask_buffer_follows_to():
     padded=st.booleans(),
 )
 def test_sdpa_impl_equals_manual_forward_and_gradients(
-    seed, b, t, d_in, head_dim, num_heads, bias, padded
+    device, seed, b, t, d_in, head_dim, num_heads, bias, padded
 ):
     """The fused path (one stacked Q, K, V product, SDPA) gives the book's numbers and grads."""
     torch.manual_seed(seed)
     d_out = head_dim * num_heads
-    manual = MultiHeadAttention(d_in, d_out, 8, 0.0, num_heads, qkv_bias=bias).double()
-    fast = MultiHeadAttention(d_in, d_out, 8, 0.0, num_heads, qkv_bias=bias, impl="sdpa").double()
+    manual = MultiHeadAttention(d_in, d_out, 8, 0.0, num_heads, qkv_bias=bias)
+    manual = manual.to(device, torch.float64)
+    fast = MultiHeadAttention(d_in, d_out, 8, 0.0, num_heads, qkv_bias=bias, impl="sdpa")
+    fast = fast.to(device, torch.float64)
     fast.load_state_dict(manual.state_dict())
-    x = random_tensor(seed, b, t, d_in, dtype=torch.float64)
-    cotangent = random_tensor(seed + 1, b, t, d_out, dtype=torch.float64)
+    x = random_tensor(seed, b, t, d_in, dtype=torch.float64, device=device)
+    cotangent = random_tensor(seed + 1, b, t, d_out, dtype=torch.float64, device=device)
     padding = None
     if padded:  # left padding of random length, never the whole sequence
-        lengths = torch.randint(0, t, (b, 1), generator=torch.Generator().manual_seed(seed))
-        padding = torch.arange(t)[None, :] < lengths  # (B, T), True = padding
+        g = generator(device, seed)
+        lengths = torch.randint(0, t, (b, 1), generator=g, device=device)
+        padding = torch.arange(t, device=device)[None, :] < lengths  # (B, T), True = padding
     results = []
     for layer in (manual, fast):
         leaf = x.clone().requires_grad_()

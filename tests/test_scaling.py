@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attention.scaling import SATURATED, ScalingPoint, scaling_experiment, softmax_stats
-from tests.conftest import CUDA, random_tensor
+from tests.conftest import random_tensor
 
 D_KS = [4, 16, 64, 256]
 SMALL = {"num_sequences": 16, "num_tokens": 16}
@@ -141,10 +141,9 @@ def test_saturation_threshold():
     assert 0.5 < SATURATED < 1
 
 
-@CUDA
-def test_cuda_matches_its_own_seed():
-    first = scaling_experiment([4], num_sequences=2, num_tokens=4, device="cuda")
-    assert first == scaling_experiment([4], num_sequences=2, num_tokens=4, device="cuda")
+def test_the_device_repeats_its_own_seed(device):
+    first = scaling_experiment([4], num_sequences=2, num_tokens=4, device=device)
+    assert first == scaling_experiment([4], num_sequences=2, num_tokens=4, device=device)
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,13 @@ from attention._training import clipped_adam
 
 
 def _loss(model: nn.Module, scale: float) -> torch.Tensor:
-    x = torch.linspace(-1, 1, 12).reshape(4, 3)
+    x = torch.linspace(-1, 1, 12, device=model.weight.device).reshape(4, 3)
     return scale * model(x).pow(2).sum()
 
 
-def test_a_step_is_adam_with_clipping_and_a_cosine_schedule():
+def test_a_step_is_adam_with_clipping_and_a_cosine_schedule(device):
     torch.manual_seed(0)
-    model = nn.Linear(3, 2)
+    model = nn.Linear(3, 2).to(device)
     by_hand = copy.deepcopy(model)
     step = clipped_adam(model, lr=0.1, steps=5)
     optimizer = torch.optim.Adam(by_hand.parameters(), lr=0.1)
@@ -38,8 +38,8 @@ def test_a_step_is_adam_with_clipping_and_a_cosine_schedule():
     assert schedule.get_last_lr() == [0.0]  # exact: the cosine ends at 1 + cos(pi) = 0
 
 
-def test_clipping_bounds_the_gradient_norm_seen_by_the_optimiser():
-    model = nn.Linear(3, 2)
+def test_clipping_bounds_the_gradient_norm_seen_by_the_optimiser(device):
+    model = nn.Linear(3, 2).to(device)
     step = clipped_adam(model, lr=0.0, steps=1)  # lr 0: parameters stay, gradients remain
     step(_loss(model, 1e6))
     total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))

@@ -13,11 +13,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-
-try:
-    from torch.compiler import is_compiling
-except ImportError:  # torch 2.2 has only the private spelling (public from 2.3)
-    from torch._dynamo import is_compiling
+from torch.compiler import is_compiling
 
 
 def positive_int(name: str, value: object) -> int:

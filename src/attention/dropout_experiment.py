@@ -35,7 +35,7 @@ def majority_task(
         num_sequences: N, how many sequences.
         vocab_size: V, the number of distinct tokens.
         num_tokens: T, the length of each sequence.
-        generator: Source of randomness.
+        generator: Source of randomness; the tokens are made on its device.
 
     Returns:
         ``(tokens, targets)``, both int64 of shape (N, T).
@@ -50,7 +50,9 @@ def majority_task(
     n = _checks.positive_int("num_sequences", num_sequences)
     v = _checks.positive_int("vocab_size", vocab_size)
     t = _checks.positive_int("num_tokens", num_tokens)
-    tokens = torch.randint(0, v, (n, t), generator=generator)  # (N, T)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    tokens = torch.randint(0, v, (n, t), generator=generator, device=generator.device)  # (N, T)
     counts = F.one_hot(tokens, v).cumsum(dim=1)  # (N, T, V)
     return tokens, counts.argmax(dim=-1)  # (N, T)
 

@@ -731,6 +731,7 @@ def generate(
     if not isinstance(model, GPTModel):
         raise TypeError(f"model must be a GPTModel, got {type(model).__name__}")
     idx = model._check_ids("idx", idx)
+    generator = _checks.generator_on("generator", generator, idx.device)
     _checks.non_negative_int("max_new_tokens", max_new_tokens)
     if isinstance(temperature, bool) or not isinstance(temperature, int | float):
         raise TypeError(f"temperature must be a number >= 0, got {type(temperature).__name__}")

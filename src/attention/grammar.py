@@ -163,11 +163,12 @@ def decode(ids: Tensor) -> tuple[str, ...]:
 
 
 def _pick(options: Sequence[str], generator: torch.Generator) -> str:
-    return options[int(torch.randint(len(options), (), generator=generator))]
+    where = generator.device
+    return options[int(torch.randint(len(options), (), generator=generator, device=where))]
 
 
 def _coin(generator: torch.Generator) -> bool:
-    return bool(torch.rand((), generator=generator) < 0.5)
+    return bool(torch.rand((), generator=generator, device=generator.device) < 0.5)
 
 
 def sample_sentence(generator: torch.Generator) -> tuple[str, ...]:

@@ -55,7 +55,7 @@ def repeated_tokens(
         length: L, the length of the random string (the period).
         vocab_size: V, the number of distinct tokens.
         generator: Where the tokens are drawn from (the global random state is
-            left alone).
+            left alone); they are made on its device.
         tokens: T, the length of each sequence, >= L. Default: 2L, the
             string once and then once again.
 
@@ -74,7 +74,8 @@ def repeated_tokens(
     t = 2 * n if tokens is None else _checks.positive_int("tokens", tokens)
     if t < n:
         raise ValueError(f"tokens must be >= length={n}, got {t}")
-    first = torch.randint(0, v, (b, n), generator=_generator(generator))  # (B, L)
+    g = _generator(generator)
+    first = torch.randint(0, v, (b, n), generator=g, device=g.device)  # (B, L), where g draws
     return first.repeat(1, -(-t // n))[:, :t]  # (B, L * ceil(T/L)) -> (B, T)
 
 

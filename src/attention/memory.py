@@ -18,9 +18,11 @@ workspace.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import sys
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,10 +30,24 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.profiler import DeviceType, ProfilerActivity, profile
+
+# PyTorch documents dispatch modes (``__torch_dispatch__``) but exports their
+# base class only from this underscore module; there is no public spelling.
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 __all__ = ["peak_allocated_bytes", "peak_tensor_bytes"]
+
+
+def _tensors(tree: object) -> Iterator[Tensor]:
+    """The tensors in an operator's arguments or results: nested tuples, lists and dicts."""
+    if isinstance(tree, Tensor):
+        yield tree
+    elif isinstance(tree, tuple | list):
+        for item in tree:
+            yield from _tensors(item)
+    elif isinstance(tree, dict):
+        for item in tree.values():
+            yield from _tensors(item)
 
 
 def _check_fn(fn: object) -> None:
@@ -91,7 +107,7 @@ class _TensorMemory(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torc
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
+        for t in _tensors(out):
             if not isinstance(t, Tensor):
                 continue
             storage = t.untyped_storage()
@@ -99,10 +115,7 @@ class _TensorMemory(TorchDispatchMode):  # type: ignore[no-untyped-call]  # torc
             if key == 0:  # an empty tensor owns no memory
                 continue
             if key not in self.refs:
-                if any(
-                    isinstance(a, Tensor) and a.untyped_storage().data_ptr() == key
-                    for a in tree_leaves((args, kwargs))
-                ):
+                if any(a.untyped_storage().data_ptr() == key for a in _tensors((args, kwargs))):
                     continue  # an in-place op or a view of an input: nothing new
                 self.refs[key] = 0
                 self.sizes[key] = storage.nbytes()
@@ -136,6 +149,9 @@ def peak_allocated_bytes(fn: Callable[[], object], *, device: str | torch.device
         TypeError: If ``fn`` is not callable.
         ValueError: If ``device`` is neither the CPU nor a CUDA device, or
             is CUDA on a machine without one.
+        RuntimeError: On the CPU, if this torch's profiler does not report
+            allocations as the package reads them (they come from profiler
+            events torch does not document; see the message).
 
     Example:
         >>> import torch
@@ -165,17 +181,11 @@ _ONE_CYCLE: dict[str, Any] = (
 
 
 def _peak_cpu(fn: Callable[[], object]) -> int:
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True, **_ONE_CYCLE)
-    with _quiet_native_stderr():
-        prof.start()
-    try:
-        fn()
-    finally:
-        with _quiet_native_stderr():
-            prof.stop()
-    # One "[memory]" event per allocation (positive bytes) and per free
-    # (negative bytes), in the order they happened.
-    events = _cpu_memory_events(prof)
+    _check_cpu_probe()
+    return _peak_of(_profiled_cpu_events(fn))
+
+
+def _peak_of(events: list[tuple[int, int]]) -> int:
     live = peak = 0
     for _, nbytes in events:
         live += nbytes
@@ -183,18 +193,78 @@ def _peak_cpu(fn: Callable[[], object]) -> int:
     return peak
 
 
+def _profiled_cpu_events(fn: Callable[[], object]) -> list[tuple[int, int]]:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True, **_ONE_CYCLE)
+    # What the profiler itself warns about concerns its own bookkeeping (a new
+    # torch may add a notice): kept out of the caller's warnings, which would
+    # otherwise turn into errors under a test suite's filterwarnings. fn's own
+    # warnings are not touched.
+    with _quiet_native_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof.start()
+    try:
+        fn()
+    finally:
+        with _quiet_native_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prof.stop()
+    # One "[memory]" event per allocation (positive bytes) and per free
+    # (negative bytes), in the order they happened.
+    return _cpu_memory_events(prof)
+
+
 def _cpu_memory_events(prof: profile) -> list[tuple[int, int]]:
-    """(time in ns, bytes) of each CPU allocation (+) and free (-) the profiler saw."""
-    results = prof.profiler.kineto_results if prof.profiler is not None else None
-    if results is None:
-        raise RuntimeError("PyTorch's profiler recorded nothing; was it started?")
-    cpu = DeviceType.CPU
-    return sorted(
-        # nbytes() exists on memory events but is missing from torch's stubs.
-        (event.start_ns(), event.nbytes())  # type: ignore[attr-defined]
-        for event in results.events()
-        if event.name() == "[memory]" and event.device_type() == cpu
-    )
+    """(time in ns, bytes) of each CPU allocation (+) and free (-) the profiler saw.
+
+    PyTorch has no public API for the CPU allocator's timeline: the profiler's
+    public event list (``prof.events()``) folds each allocation into the
+    operator that made it and keeps no order of allocations and frees. So
+    this reads the raw Kineto events, which torch does not document; a torch
+    that changes them gets a RuntimeError saying so, never a wrong number
+    (:func:`_check_cpu_probe` also measures one known allocation first).
+    """
+    try:
+        results = prof.profiler.kineto_results if prof.profiler is not None else None
+        if results is None:
+            raise RuntimeError("PyTorch's profiler recorded nothing; was it started?")
+        cpu = DeviceType.CPU
+        return sorted(
+            # nbytes() exists on memory events but is missing from torch's stubs.
+            (int(event.start_ns()), int(event.nbytes()))  # type: ignore[attr-defined]
+            for event in results.events()
+            if event.name() == "[memory]" and event.device_type() == cpu
+        )
+    except (AttributeError, TypeError) as error:
+        raise RuntimeError(_UNREADABLE + f" ({type(error).__name__}: {error})") from error
+
+
+_UNREADABLE = (
+    f"peak_allocated_bytes(device='cpu') reads the allocations from PyTorch's profiler "
+    f"events, which torch {torch.__version__} does not provide as this package expects; "
+    f"use peak_tensor_bytes, or peak_allocated_bytes on a CUDA device"
+)
+
+
+@functools.cache
+def _cpu_probe_error() -> str | None:
+    """Why the CPU probe cannot be trusted on this torch, or None if it can.
+
+    Measures one allocation of a known size (4000 bytes): a profiler whose
+    events changed meaning would read another number here.
+    """
+    try:
+        peak = _peak_of(_profiled_cpu_events(lambda: torch.empty(1000)))
+    except RuntimeError as error:
+        return str(error)
+    if peak != 4000:
+        return f"{_UNREADABLE} (a 4000-byte allocation read as {peak} bytes)"
+    return None
+
+
+def _check_cpu_probe() -> None:
+    error = _cpu_probe_error()
+    if error is not None:
+        raise RuntimeError(error)
 
 
 def _peak_cuda(fn: Callable[[], object], device: torch.device) -> int:

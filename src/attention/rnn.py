@@ -40,7 +40,7 @@ def digit_batch(
         batch_size: B, the number of strings.
         length: S, the number of digits in each string.
         generator: Where the digits are drawn from (the global random state is
-            left alone).
+            left alone); they are made on its device.
         task: ``"copy"`` or ``"reverse"``. Default: ``"copy"``.
 
     Returns:
@@ -58,7 +58,7 @@ def digit_batch(
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if task not in ("copy", "reverse"):
         raise ValueError(f"task must be 'copy' or 'reverse', got {task!r}")
-    source = torch.randint(0, 10, (b, s), generator=generator)  # (B, S)
+    source = torch.randint(0, 10, (b, s), generator=generator, device=generator.device)  # (B, S)
     return source, source.flip(1) if task == "reverse" else source.clone()
 
 
