@@ -25,6 +25,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -36,15 +37,27 @@ from attention.multihead import MultiHeadAttention
 _GPT_LAYOUT = "(B, T) token ids"
 _HALF_TYPES = (torch.float16, torch.bfloat16)
 _ID_TYPES = (torch.int64, torch.int32)  # the index dtypes nn.Embedding accepts
+AttnImpl = Literal["manual", "sdpa"]
+_OPTIONAL_KEYS = frozenset({"attn_impl"})  # GPTConfig fields the book's dict may leave out
 
 
 @dataclass(frozen=True)
 class GPTConfig:
     """The sizes of a GPT; the defaults are GPT-2 small (124M).
 
+    The first seven fields are the book's ``GPT_CONFIG_124M``. The eighth,
+    ``attn_impl``, is not a size but a choice of how every block's attention
+    runs: ``"manual"`` (default), the book's readable forward, or ``"sdpa"``,
+    the same maths through ``F.scaled_dot_product_attention`` (see
+    :class:`attention.MultiHeadAttention`'s ``impl``). The two give the same
+    logits up to rounding; ``"sdpa"`` is faster, ``"manual"`` can return the
+    attention weights.
+
     Example:
         >>> GPTConfig(n_layers=2).emb_dim
         768
+        >>> GPTConfig(attn_impl="sdpa").attn_impl
+        'sdpa'
     """
 
     vocab_size: int = 50257  # number of token ids V (GPT-2's BPE vocabulary)
@@ -54,12 +67,15 @@ class GPTConfig:
     n_layers: int = 12  # number of transformer blocks
     drop_rate: float = 0.1  # dropout on embeddings, attention weights and shortcuts
     qkv_bias: bool = False  # give the query, key and value projections a bias
+    attn_impl: AttnImpl = "manual"  # "manual" (readable) or "sdpa" (fused kernel)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
             _checks.positive_int(name, getattr(self, name))
         _checks.probability("drop_rate", self.drop_rate)
         _checks.flag("qkv_bias", self.qkv_bias)
+        if self.attn_impl not in ("manual", "sdpa"):
+            raise ValueError(f"attn_impl must be 'manual' or 'sdpa', got {self.attn_impl!r}")
         if self.emb_dim % self.n_heads != 0:
             raise ValueError(
                 f"emb_dim must be divisible by n_heads, got emb_dim={self.emb_dim} "
@@ -71,8 +87,8 @@ def as_config(cfg: GPTConfig | Mapping[str, object]) -> GPTConfig:
     """Return ``cfg`` as a :class:`GPTConfig`, converting the book's dict.
 
     Args:
-        cfg: A :class:`GPTConfig`, or a dict with exactly its seven keys, such
-            as the book's ``GPT_CONFIG_124M``.
+        cfg: A :class:`GPTConfig`, or a dict with exactly its keys (``attn_impl``
+            may be left out), such as the book's ``GPT_CONFIG_124M``.
 
     Returns:
         The config; a dict is checked like the dataclass's own fields.
@@ -88,7 +104,7 @@ def as_config(cfg: GPTConfig | Mapping[str, object]) -> GPTConfig:
     if not isinstance(cfg, Mapping):
         raise TypeError(f"cfg must be a GPTConfig or a dict, got {type(cfg).__name__}")
     expected = {f.name for f in dataclasses.fields(GPTConfig)}
-    missing, unknown = expected - set(cfg), set(cfg) - expected
+    missing, unknown = expected - set(cfg) - _OPTIONAL_KEYS, set(cfg) - expected
     if missing or unknown:
         raise ValueError(
             f"cfg must have exactly the keys {sorted(expected)}, "
@@ -317,6 +333,7 @@ class TransformerBlock(nn.Module):
             dropout=c.drop_rate,
             num_heads=c.n_heads,
             qkv_bias=c.qkv_bias,
+            impl=c.attn_impl,
             num_kv_heads=n_kv_heads,
             rope=rope,
             window=window,
@@ -416,7 +433,8 @@ class GPTModel(nn.Module):
             ``window`` tokens. Default: ``None``.
 
     These three options are keyword arguments, not :class:`GPTConfig` fields,
-    so that the config stays the book's seven settings.
+    so that the config stays the book's seven settings plus ``attn_impl``
+    (which every block's attention gets as its ``impl``).
 
     Attributes:
         cfg: The :class:`GPTConfig`.
