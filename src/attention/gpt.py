@@ -530,7 +530,7 @@ class GPTModel(nn.Module):
         logits: Tensor = self.out_head(x)  # (B, T, C) @ (C, V) -> (B, T, V)
         return logits
 
-    def decode_step(self, idx: Tensor, cache: KVCache) -> Tensor:
+    def decode_step(self, idx: Tensor, cache: KVCache, *, last_only: bool = False) -> Tensor:
         """Logits for (B, T) new ids after a preallocated cache: the fast, unchecked step.
 
         The step :func:`generate` runs once per new token. It checks nothing
@@ -549,9 +549,12 @@ class GPTModel(nn.Module):
         Args:
             idx: New token ids, (B, T), int64 or int32, on the model's device.
             cache: A :class:`attention.kv_cache.KVCache` built with ``max_length``.
+            last_only: Compute the logits of the last token only, (B, 1, V):
+                all generation needs after a prompt, and the output head is
+                the largest matrix product of a small GPT. Default: ``False``.
 
         Returns:
-            Logits, shape (B, T, vocab_size).
+            Logits, shape (B, T, vocab_size), or (B, 1, vocab_size) with ``last_only``.
         """
         if cache.max_length is None:
             raise ValueError("decode_step needs a preallocated cache: KVCache(max_length=...)")
@@ -571,6 +574,8 @@ class GPTModel(nn.Module):
         for block, kv in zip(self.trf_blocks, cache.layers, strict=True):
             x = block(x, kv=kv, padding_mask=cache.padding)  # (B, T, C)
         position.add_(num_tokens)  # in place: the same tensor next step
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C)
         x = self.final_norm(x)  # (B, T, C)
         logits: Tensor = self.out_head(x)  # (B, T, V)
         return logits
@@ -894,9 +899,10 @@ def _generate_preallocated(
 ) -> Tensor:
     """:func:`generate` with a preallocated cache, when every token fits in the context.
 
-    The prompt is checked once (one host read for its id range) and fed in
-    one call; then each step feeds the chosen id to
-    :meth:`GPTModel.decode_step` and writes it into a preallocated output, so
+    The prompt, checked once by :func:`generate` (one host read for its id
+    range), is fed in one call that computes the last token's logits only;
+    then each step feeds the chosen id to :meth:`GPTModel.decode_step` and
+    writes it into a preallocated output, so
     a greedy step allocates no cache and reads nothing back to the host. With
     ``eos_id`` the host reads whether every sequence has ended only every
     ``_EOS_CHECK_EVERY`` steps, and once at the end to cut the output where
@@ -907,7 +913,10 @@ def _generate_preallocated(
     cache = KVCache(max_length=total)
     out = idx.new_empty(b, total)  # (B, T + max_new_tokens), filled as we go
     out[:, :prompt_length] = idx
-    logits = model(idx, padding_mask=pad, cache=cache)[:, -1, :]  # (B, V): checked, once
+    # generate() has checked idx (the one host read of the id range) and pad.
+    model._write_padding(idx, pad, cache, 0)
+    logits = model.decode_step(idx, cache, last_only=True)[:, -1, :]  # (B, V)
+    cache.advance(prompt_length)
     done = torch.zeros(b, dtype=torch.bool, device=idx.device)  # (B,)
     all_done = torch.zeros(max_new_tokens, dtype=torch.bool, device=idx.device)  # per step
     steps = max_new_tokens
