@@ -373,7 +373,8 @@ class TransformerBlock(nn.Module):
         if kv is None:
             out: Tensor = self.att(x, padding_mask=padding_mask)  # (B, T, C)
             return out
-        if kv.max_length is not None and kv.position is not None:  # preallocated: static shapes
+        if isinstance(kv, LayerKV) and kv.max_length is not None and kv.position is not None:
+            # A preallocated cache: static shapes.
             return static_attention(self.att, x, kv, padding=padding_mask)  # (B, T, C)
         return cached_attention(self.att, x, kv, padding_mask=padding_mask)  # (B, T, C)
 
