@@ -215,7 +215,7 @@ def _tasks(
 def measure_device(plan: Plan, device: torch.device) -> list[Record]:
     """Every (dtype, task) group on one device."""
     torch.manual_seed(123)
-    models = {
+    models: dict[AttnImpl, GPTModel] = {
         impl: GPTModel(dataclasses.replace(plan.config, attn_impl=impl)).eval() for impl in IMPLS
     }
     models["sdpa"].load_state_dict(models["manual"].state_dict())
