@@ -151,7 +151,9 @@ page_data = {
     "benchmarks": [
         f"benchmarks/results/{suite}.json"
         for suite in ("layers", "kernels", "generation", "imports")
-    ]
+    ],
+    # A GPU timing reported in issue 23, with its provenance.
+    "13-attention-at-scale": ["benchmarks/results/flash-gpu-reported.json"],
 }
 
 # -- API reference (sphinx-autodoc2) ------------------------------------------

@@ -68,8 +68,9 @@ def gpt2_small() -> GPTModel:
 
 
 def test_config_defaults_are_gpt2_small():
-    assert dataclasses.asdict(GPTConfig()) == BOOK_DICT
-    assert as_config(BOOK_DICT) == GPTConfig()
+    assert dataclasses.asdict(GPTConfig()) == {**BOOK_DICT, "attn_impl": "manual"}
+    assert as_config(BOOK_DICT) == GPTConfig()  # the book's dict: attn_impl may be left out
+    assert as_config({**BOOK_DICT, "attn_impl": "sdpa"}) == GPTConfig(attn_impl="sdpa")
     with pytest.raises(dataclasses.FrozenInstanceError):
         GPTConfig().emb_dim = 10  # type: ignore[misc]
 
@@ -82,6 +83,7 @@ def test_config_defaults_are_gpt2_small():
         ({"vocab_size": 5.0}, TypeError, r"vocab_size must be a positive int, got float"),
         ({"drop_rate": 1.0}, ValueError, r"drop_rate must be in \[0, 1\), got 1.0"),
         ({"qkv_bias": 1}, TypeError, r"qkv_bias must be a bool"),
+        ({"attn_impl": "flash"}, ValueError, r"attn_impl must be 'manual' or 'sdpa', got 'flash'"),
     ],
 )
 def test_bad_config_values(changes, error, message):
@@ -94,6 +96,25 @@ def test_bad_config_dicts():
         as_config({**{k: v for k, v in BOOK_DICT.items() if k != "qkv_bias"}, "ctx_len": 4})
     with pytest.raises(TypeError, match=r"cfg must be a GPTConfig or a dict, got list"):
         GPTModel([1, 2])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("options", [{}, {"n_kv_heads": 1}, {"rope": True}, {"window": 3}], ids=str)
+def test_attn_impl_sdpa_gives_the_manual_logits(options):
+    cfg = GPTConfig(vocab_size=50, context_length=16, emb_dim=16, n_heads=4, n_layers=2)
+    torch.manual_seed(0)
+    manual = GPTModel(cfg, **options).eval()
+    torch.manual_seed(0)
+    fused = GPTModel(dataclasses.replace(cfg, attn_impl="sdpa"), **options).eval()
+    assert {block.att.impl for block in fused.trf_blocks} == {"sdpa"}
+    assert {block.att.impl for block in manual.trf_blocks} == {"manual"}
+    ids = torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(1))
+    padding = torch.zeros(2, 9, dtype=torch.bool)
+    padding[0, :3] = True  # left padding in the first sequence
+    with torch.no_grad():
+        for mask in (None, padding):
+            torch.testing.assert_close(
+                fused(ids, padding_mask=mask), manual(ids, padding_mask=mask), atol=1e-5, rtol=1e-5
+            )
 
 
 # -- GPT-2 small, seeded: the book's published numbers ------------------------

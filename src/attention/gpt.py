@@ -25,26 +25,39 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from attention import _checks
-from attention.kv_cache import KVCache, LayerKV, cached_attention
+from attention.kv_cache import KVCache, LayerKV, cached_attention, static_attention
 from attention.multihead import MultiHeadAttention
 
 _GPT_LAYOUT = "(B, T) token ids"
 _HALF_TYPES = (torch.float16, torch.bfloat16)
 _ID_TYPES = (torch.int64, torch.int32)  # the index dtypes nn.Embedding accepts
+AttnImpl = Literal["manual", "sdpa"]
+_OPTIONAL_KEYS = frozenset({"attn_impl"})  # GPTConfig fields the book's dict may leave out
 
 
 @dataclass(frozen=True)
 class GPTConfig:
     """The sizes of a GPT; the defaults are GPT-2 small (124M).
 
+    The first seven fields are the book's ``GPT_CONFIG_124M``. The eighth,
+    ``attn_impl``, is not a size but a choice of how every block's attention
+    runs: ``"manual"`` (default), the book's readable forward, or ``"sdpa"``,
+    the same maths through ``F.scaled_dot_product_attention`` (see
+    :class:`attention.MultiHeadAttention`'s ``impl``). The two give the same
+    logits up to rounding; ``"sdpa"`` is faster, ``"manual"`` can return the
+    attention weights.
+
     Example:
         >>> GPTConfig(n_layers=2).emb_dim
         768
+        >>> GPTConfig(attn_impl="sdpa").attn_impl
+        'sdpa'
     """
 
     vocab_size: int = 50257  # number of token ids V (GPT-2's BPE vocabulary)
@@ -54,12 +67,15 @@ class GPTConfig:
     n_layers: int = 12  # number of transformer blocks
     drop_rate: float = 0.1  # dropout on embeddings, attention weights and shortcuts
     qkv_bias: bool = False  # give the query, key and value projections a bias
+    attn_impl: AttnImpl = "manual"  # "manual" (readable) or "sdpa" (fused kernel)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
             _checks.positive_int(name, getattr(self, name))
         _checks.probability("drop_rate", self.drop_rate)
         _checks.flag("qkv_bias", self.qkv_bias)
+        if self.attn_impl not in ("manual", "sdpa"):
+            raise ValueError(f"attn_impl must be 'manual' or 'sdpa', got {self.attn_impl!r}")
         if self.emb_dim % self.n_heads != 0:
             raise ValueError(
                 f"emb_dim must be divisible by n_heads, got emb_dim={self.emb_dim} "
@@ -71,8 +87,8 @@ def as_config(cfg: GPTConfig | Mapping[str, object]) -> GPTConfig:
     """Return ``cfg`` as a :class:`GPTConfig`, converting the book's dict.
 
     Args:
-        cfg: A :class:`GPTConfig`, or a dict with exactly its seven keys, such
-            as the book's ``GPT_CONFIG_124M``.
+        cfg: A :class:`GPTConfig`, or a dict with exactly its keys (``attn_impl``
+            may be left out), such as the book's ``GPT_CONFIG_124M``.
 
     Returns:
         The config; a dict is checked like the dataclass's own fields.
@@ -88,7 +104,7 @@ def as_config(cfg: GPTConfig | Mapping[str, object]) -> GPTConfig:
     if not isinstance(cfg, Mapping):
         raise TypeError(f"cfg must be a GPTConfig or a dict, got {type(cfg).__name__}")
     expected = {f.name for f in dataclasses.fields(GPTConfig)}
-    missing, unknown = expected - set(cfg), set(cfg) - expected
+    missing, unknown = expected - set(cfg) - _OPTIONAL_KEYS, set(cfg) - expected
     if missing or unknown:
         raise ValueError(
             f"cfg must have exactly the keys {sorted(expected)}, "
@@ -317,6 +333,7 @@ class TransformerBlock(nn.Module):
             dropout=c.drop_rate,
             num_heads=c.n_heads,
             qkv_bias=c.qkv_bias,
+            impl=c.attn_impl,
             num_kv_heads=n_kv_heads,
             rope=rope,
             window=window,
@@ -356,6 +373,9 @@ class TransformerBlock(nn.Module):
         if kv is None:
             out: Tensor = self.att(x, padding_mask=padding_mask)  # (B, T, C)
             return out
+        if isinstance(kv, LayerKV) and kv.max_length is not None and kv.position is not None:
+            # A preallocated cache: static shapes.
+            return static_attention(self.att, x, kv, padding=padding_mask)  # (B, T, C)
         return cached_attention(self.att, x, kv, padding_mask=padding_mask)  # (B, T, C)
 
 
@@ -416,7 +436,8 @@ class GPTModel(nn.Module):
             ``window`` tokens. Default: ``None``.
 
     These three options are keyword arguments, not :class:`GPTConfig` fields,
-    so that the config stays the book's seven settings.
+    so that the config stays the book's seven settings plus ``attn_impl``
+    (which every block's attention gets as its ``impl``).
 
     Attributes:
         cfg: The :class:`GPTConfig`.
@@ -485,6 +506,12 @@ class GPTModel(nn.Module):
         """
         idx, past = self._check_inputs(in_idx, cache)  # past: S, the tokens already cached
         b, num_tokens = idx.shape
+        if cache is not None and cache.max_length is not None:  # preallocated
+            self._write_padding(idx, padding_mask, cache, past)
+            step_logits = self.decode_step(idx, cache)  # (B, T, V)
+            cache.advance(num_tokens)
+            cache.batch = b
+            return step_logits
         if cache is not None and not cache.layers:
             cache.layers = [LayerKV() for _ in self.trf_blocks]
         padding = self._padding(idx, padding_mask, cache)  # (B, S + T), True = padding, or None
@@ -503,6 +530,69 @@ class GPTModel(nn.Module):
         x = self.final_norm(x)  # (B, T, C)
         logits: Tensor = self.out_head(x)  # (B, T, C) @ (C, V) -> (B, T, V)
         return logits
+
+    def decode_step(self, idx: Tensor, cache: KVCache, *, last_only: bool = False) -> Tensor:
+        """Logits for (B, T) new ids after a preallocated cache: the fast, unchecked step.
+
+        The step :func:`generate` runs once per new token. It checks nothing
+        (``idx`` must hold ids in range, of the cache's batch, with room left
+        in the cache: a checked :meth:`forward` with ``cache=`` guarantees that
+        for the tokens it feeds, and generated ids are in range by
+        construction) and never reads a tensor back to the host: the tokens'
+        positions come from ``cache.position``, a device tensor this step
+        advances by T, and every shape depends only on B, T and the cache's
+        ``max_length``. So it can run under ``torch.compile(fullgraph=True)``
+        or be captured in a CUDA graph. It leaves the host counter
+        ``cache.length`` alone (a compiled step would recompile for each new
+        value); call ``cache.advance(T)`` after it, as :func:`generate` and
+        :meth:`forward` do.
+
+        Args:
+            idx: New token ids, (B, T), int64 or int32, on the model's device.
+            cache: A :class:`attention.kv_cache.KVCache` built with ``max_length``.
+            last_only: Compute the logits of the last token only, (B, 1, V):
+                all generation needs after a prompt, and the output head is
+                the largest matrix product of a small GPT. Default: ``False``.
+
+        Returns:
+            Logits, shape (B, T, vocab_size), or (B, 1, vocab_size) with ``last_only``.
+        """
+        if cache.max_length is None:
+            raise ValueError("decode_step needs a preallocated cache: KVCache(max_length=...)")
+        cache.start(len(self.trf_blocks), idx.device)
+        position = cache.position
+        assert position is not None
+        num_tokens = idx.shape[1]
+        positions = position + torch.arange(num_tokens, device=idx.device)  # (T,)
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:  # learned positions: count from each first real token
+            if cache.padding is None:
+                x = x + self.pos_emb(positions)  # (B, T, C) + (T, C)
+            else:
+                counted = ((~cache.padding).cumsum(dim=1) - 1).clamp(min=0)  # (B, L)
+                x = x + self.pos_emb(counted.index_select(1, positions))  # + (B, T, C)
+        x = self.drop_emb(x)
+        for block, kv in zip(self.trf_blocks, cache.layers, strict=True):
+            x = block(x, kv=kv, padding_mask=cache.padding)  # (B, T, C)
+        position.add_(num_tokens)  # in place: the same tensor next step
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C)
+        x = self.final_norm(x)  # (B, T, C)
+        logits: Tensor = self.out_head(x)  # (B, T, V)
+        return logits
+
+    def _write_padding(
+        self, idx: Tensor, padding_mask: Tensor | None, cache: KVCache, past: int
+    ) -> None:
+        """Record a (B, T) ``padding_mask`` in a preallocated cache's (B, L) padding."""
+        if padding_mask is None:
+            return  # new tokens without a mask are real: the buffer's slots start False
+        b, num_tokens = idx.shape
+        new = _checks.padding_mask("padding_mask", padding_mask, b, num_tokens, idx.device)
+        if cache.padding is None:
+            assert cache.max_length is not None
+            cache.padding = torch.zeros(b, cache.max_length, dtype=torch.bool, device=idx.device)
+        cache.padding[:, past : past + num_tokens] = new
 
     def _padding(
         self, idx: Tensor, padding_mask: Tensor | None, cache: KVCache | None
@@ -532,6 +622,17 @@ class GPTModel(nn.Module):
                 f"{cache.batch}; start a new KVCache for another batch"
             )
         context_length = self.cfg.context_length
+        if cache is not None and cache.max_length is not None:
+            if cache.max_length > context_length:
+                raise ValueError(
+                    f"the cache's max_length={cache.max_length} is more than the model's "
+                    f"context_length={context_length}"
+                )
+            if past + idx.shape[1] > cache.max_length:
+                raise ValueError(
+                    f"in_idx has {idx.shape[1]} tokens (plus {past} cached), more than the "
+                    f"cache's max_length={cache.max_length}; start a new KVCache"
+                )
         if past + idx.shape[1] > context_length:
             if past >= context_length:
                 raise ValueError(
@@ -751,6 +852,10 @@ def generate(
         b, t = idx.shape
         pad = _checks.padding_mask("padding_mask", padding_mask, b, t, idx.device)
 
+    if use_cache and max_new_tokens > 0 and idx.shape[1] + max_new_tokens <= context:
+        return _generate_preallocated(
+            model, idx, max_new_tokens, pad, temperature, k, p, eos, generator
+        )
     cache = KVCache() if use_cache else None
     done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)  # (B,)
     for _ in range(max_new_tokens):
@@ -778,6 +883,69 @@ def generate(
         if eos is not None and bool(done.all()):
             break
     return idx
+
+
+_EOS_CHECK_EVERY = 16  # steps between the host reads of "has every sequence ended?"
+
+
+def _generate_preallocated(
+    model: GPTModel,
+    idx: Tensor,
+    max_new_tokens: int,
+    pad: Tensor | None,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    eos: int | None,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """:func:`generate` with a preallocated cache, when every token fits in the context.
+
+    The prompt, checked once by :func:`generate` (one host read for its id
+    range), is fed in one call that computes the last token's logits only;
+    then each step feeds the chosen id to :meth:`GPTModel.decode_step` and
+    writes it into a preallocated output, so
+    a greedy step allocates no cache and reads nothing back to the host. With
+    ``eos_id`` the host reads whether every sequence has ended only every
+    ``_EOS_CHECK_EVERY`` steps, and once at the end to cut the output where
+    the last sequence ended, so the result equals the step-by-step loop's.
+    """
+    b, prompt_length = idx.shape
+    total = prompt_length + max_new_tokens
+    cache = KVCache(max_length=total)
+    out = idx.new_empty(b, total)  # (B, T + max_new_tokens), filled as we go
+    out[:, :prompt_length] = idx
+    # generate() has checked idx (the one host read of the id range) and pad.
+    model._write_padding(idx, pad, cache, 0)
+    logits = model.decode_step(idx, cache, last_only=True)[:, -1, :]  # (B, V)
+    cache.advance(prompt_length)
+    done = torch.zeros(b, dtype=torch.bool, device=idx.device)  # (B,)
+    all_done = torch.zeros(max_new_tokens, dtype=torch.bool, device=idx.device)  # per step
+    steps = max_new_tokens
+    for step in range(max_new_tokens):
+        if temperature == 0:
+            next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+        else:
+            probs = torch.softmax(_filtered(logits / temperature, top_k, top_p), dim=-1)
+            next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+        next_id = next_id.to(out.dtype)
+        if eos is not None:
+            next_id = next_id.masked_fill(done[:, None], eos)  # finished: eos again
+            done |= next_id[:, 0] == eos
+            all_done[step] = done.all()
+        out[:, prompt_length + step] = next_id[:, 0]
+        if step + 1 == max_new_tokens:
+            break
+        if eos is not None and (step + 1) % _EOS_CHECK_EVERY == 0 and bool(done.all()):
+            steps = step + 1  # the host read, every _EOS_CHECK_EVERY steps
+            break
+        logits = model.decode_step(next_id, cache)[:, -1, :]  # (B, V)
+        cache.advance(1)
+    if eos is not None:  # one host read: cut after the step where the last sequence ended
+        ended = all_done[:steps]
+        if bool(ended.any()):
+            steps = int(ended.int().argmax()) + 1
+    return out[:, : prompt_length + steps]
 
 
 def _filtered(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
