@@ -114,6 +114,16 @@ def test_the_portable_html_carries_a_fallback_and_its_script(model):
     assert text.count("<li>Layer ") == 6
 
 
+def test_first_numbers_layers_and_heads_from_one(model):
+    widget = head_grid(model, TOKENS, first=1)
+    assert widget.data["first"] == 1
+    assert widget.data["heads"][0]["layer"] == 0  # the data keeps the indices
+    assert "<li>Layer 1, head 1: " in widget.fallback
+    assert "<li>Layer 2, head 3: " in widget.fallback
+    with pytest.raises(ValueError, match="first must be 0 or 1, got 2"):
+        head_grid(model, TOKENS, first=2)
+
+
 def test_the_static_figure_has_one_panel_per_head(model):
     pytest.importorskip("matplotlib")
     figure = head_grid_figure(model, TOKENS, length=4, title="Heads")

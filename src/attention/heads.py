@@ -139,7 +139,13 @@ def head_patterns(
     )
 
 
-def _fallback(heads: HeadPatterns, title: str) -> str:
+def _first(first: int) -> int:
+    if isinstance(first, bool) or first not in (0, 1):
+        raise ValueError(f"first must be 0 or 1, got {first!r}")
+    return first
+
+
+def _fallback(heads: HeadPatterns, title: str, first: int) -> str:
     """Where scripts do not run: one line per head, its scores and label."""
     items = []
     n_layers, n_heads = heads.previous_token.shape
@@ -150,7 +156,7 @@ def _fallback(heads: HeadPatterns, title: str) -> str:
             if heads.induction is not None:
                 scores += f", induction {heads.induction[n, h].item():.2f}"
             tag = f" (a {found[0]} head)" if found else ""
-            items.append(f"<li>Layer {n}, head {h}: {scores}{tag}</li>")
+            items.append(f"<li>Layer {n + first}, head {h + first}: {scores}{tag}</li>")
     return f"<p>{html.escape(title)}</p><ul>{''.join(items)}</ul>"
 
 
@@ -162,6 +168,7 @@ def head_grid(
     length: int | None = None,
     threshold: float = 0.5,
     title: str = "Every head's attention weights",
+    first: int = 0,
 ) -> Widget:
     """Small multiples of every head of ``model`` on one sequence, to enlarge one by one.
 
@@ -184,6 +191,8 @@ def head_grid(
             Default: ``None``.
         threshold: The score a head needs to be labelled. Default: 0.5.
         title: The figure's caption and accessible name.
+        first: The number of the first layer and head in the titles, 0 or
+            1 (a chapter that counts heads from 1). Default: 0.
 
     Returns:
         A :class:`attention.widgets.Widget` of kind ``"heads"``.
@@ -197,6 +206,7 @@ def head_grid(
     heads = head_patterns(
         model, tokens, token_labels=token_labels, length=length, threshold=threshold
     )
+    start = _first(first)
     n_layers, n_heads = heads.previous_token.shape
     entries: list[dict[str, Any]] = []
     for n in range(n_layers):
@@ -221,8 +231,9 @@ def head_grid(
         "heads": entries,
         "decimals": SCORE_DECIMALS,
         "threshold": heads.threshold,
+        "first": start,
     }
-    return Widget("heads", data, label=title, fallback=_fallback(heads, title))
+    return Widget("heads", data, label=title, fallback=_fallback(heads, title, start))
 
 
 def head_grid_figure(
@@ -233,6 +244,7 @@ def head_grid_figure(
     length: int | None = None,
     threshold: float = 0.5,
     title: str | None = None,
+    first: int = 0,
 ) -> Figure:
     """The thumbnails of :func:`head_grid` as a static figure (needs matplotlib).
 
@@ -248,6 +260,8 @@ def head_grid_figure(
             Default: ``None``.
         threshold: The score a head needs to be labelled. Default: 0.5.
         title: The figure's title. Default: none.
+        first: The number of the first layer and head in the titles, 0 or 1.
+            Default: 0.
 
     Returns:
         A ``matplotlib.figure.Figure``.
@@ -257,6 +271,7 @@ def head_grid_figure(
     heads = head_patterns(
         model, tokens, token_labels=token_labels, length=length, threshold=threshold
     )
+    start = _first(first)
     n_layers, n_heads = heads.previous_token.shape
     t = len(heads.tokens)
     figure = Figure(figsize=(1.9 * n_heads + 0.6, 2.0 * n_layers + (0.4 if title else 0.1)))
@@ -272,7 +287,7 @@ def head_grid_figure(
                 note = f"{found[0]} {found[1]:.2f}"
             else:
                 note = f"{PREVIOUS_TOKEN} {heads.previous_token[n, h].item():.2f}"
-            ax.set_title(f"L{n} H{h}: {note}", fontsize=7)
+            ax.set_title(f"L{n + start} H{h + start}: {note}", fontsize=7)
             ax.set_xticks(range(t), heads.tokens, rotation=90, fontsize=6)
             ax.set_yticks(range(t), heads.tokens, fontsize=6)
             ax.tick_params(length=0, labelbottom=n == n_layers - 1, labelleft=h == 0)

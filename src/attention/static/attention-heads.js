@@ -1,16 +1,9 @@
 /*
- * Small multiples of every attention head of a model (attention.heads.head_grid).
- *
- * Draws every .attn-widget[data-attn-kind="heads"] from its JSON: one
- * thumbnail button per (layer, head), titled with its scores and label; a
- * thumbnail opens its head large in a dialog, with the tokens and every
- * weight on hover or focus. Escape or the close button returns focus to the
- * thumbnail. The numbers all come from the package; this script only draws.
- *
- * As with attention-widgets.js, the book's pages load this file once, and the
- * widget's HTML anywhere else carries a copy with its stylesheet in
- * STYLESHEET: the first copy to run defines window.AttentionHeads, and every
- * later copy only draws the grids not drawn yet.
+ * Small multiples of every head of a model (attention.heads.head_grid): one
+ * thumbnail button per head, titled with its scores; a thumbnail opens its
+ * head large in a dialog. The numbers come from the package. Loaded once by
+ * the book's pages; carried by the widget elsewhere, with its stylesheet in
+ * STYLESHEET (the first copy defines window.AttentionHeads).
  */
 (function () {
   "use strict";
@@ -20,9 +13,7 @@
     return;
   }
 
-  // The stylesheet's text when a widget carries this script itself
-  // (attention.widgets fills it in); null in the book, whose pages link the file.
-  const STYLESHEET = null;
+  const STYLESHEET = null; // filled in by attention.widgets outside the book
 
   // Viridis at nine evenly spaced points, as in attention-widgets.js.
   const VIRIDIS = [
@@ -37,7 +28,7 @@
     return VIRIDIS[i].map((v, k) => Math.round(v + f * (VIRIDIS[i + 1][k] - v)));
   }
 
-  /** Black or white, whichever contrasts more (WCAG 2 luminance). */
+  // Black or white, whichever contrasts more (WCAG 2 luminance).
   function textOn(rgb) {
     const lin = rgb.map((c) => ((c /= 255) <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2] > 0.179 ? "#000" : "#fff";
@@ -61,8 +52,8 @@
   const uid = (prefix) => `${prefix}-${++counter}`;
 
   /** "Layer 0, head 1" and the lines of scores, the labelled one first. */
-  function describeHead(entry, decimals) {
-    const name = `Layer ${entry.layer}, head ${entry.head}`;
+  function describeHead(entry, decimals, first) {
+    const name = `Layer ${entry.layer + first}, head ${entry.head + first}`;
     const scores = Object.entries(entry.scores).map(([kind, v]) => ({
       kind, value: v, text: `${kind} ${format(v, decimals)}`, labelled: kind === entry.label,
     }));
@@ -80,7 +71,7 @@
     root.append(figure);
 
     const thumbs = data.heads.map((entry, k) => {
-      const { name, scores } = describeHead(entry, data.decimals);
+      const { name, scores } = describeHead(entry, data.decimals, data.first);
       const mini = el("span", { className: "attn-heads-mini", "aria-hidden": "true" });
       mini.style.gridTemplateColumns = `repeat(${T}, 1fr)`;
       entry.values.forEach((row, i) => row.forEach((v, j) => {
@@ -134,7 +125,7 @@
     function open(k) {
       current = k;
       const entry = data.heads[k];
-      const { name, scores } = describeHead(entry, data.decimals);
+      const { name, scores } = describeHead(entry, data.decimals, data.first);
       heading.textContent = name;
       labelLine.replaceChildren(...scores.map((s, n) => el("span", {
         className: s.labelled ? "attn-heads-label" : "attn-heads-score",
@@ -232,6 +223,9 @@
     }
   }
 
+  // A page that shows a static copy of the grid for readers without scripts
+  // (a cell tagged attn-heads-static) hides it once the grid draws.
+  document.documentElement.classList.add("attn-heads-ready");
   window.AttentionHeads = { init };
   const script = document.currentScript;
   if (document.readyState === "loading") {
