@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 
@@ -18,7 +19,7 @@ from attention.heads import (
 )
 from attention.induction import AttentionOnlyTransformer, InductionConfig
 from attention.induction_scores import induction_score, previous_token_score
-from attention.widgets import JSON_DECIMALS
+from attention.widgets import JSON_DECIMALS, STATIC
 
 # The widget's JSON keeps JSON_DECIMALS decimals: each number is within half a unit
 # of the last decimal of the model's own float32 weight.
@@ -122,6 +123,14 @@ def test_first_numbers_layers_and_heads_from_one(model):
     assert "<li>Layer 2, head 3: " in widget.fallback
     with pytest.raises(ValueError, match="first must be 0 or 1, got 2"):
         head_grid(model, TOKENS, first=2)
+
+
+def test_the_script_is_package_data_and_guards_against_running_twice():
+    script = (STATIC / "attention-heads.js").read_text(encoding="utf-8")
+    assert "if (window.AttentionHeads) {" in script
+    assert "window.AttentionHeads = { init };" in script
+    names = {f.name for f in (importlib.resources.files("attention") / "static").iterdir()}
+    assert {"attention-heads.js", "attention-heads.css"} <= names
 
 
 def test_the_static_figure_has_one_panel_per_head(model):
