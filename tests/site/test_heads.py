@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page
 from attention import widgets
 from attention.heads import INDUCTION, PREVIOUS_TOKEN, head_grid
 from attention.induction import AttentionOnlyTransformer, InductionConfig
-from tests.site.conftest import new_page, serve
+from tests.site.conftest import new_context, new_page, serve
 from tests.site.modes import DESKTOP, PHONE, Device, Mode, open_in_mode, settle
 from tests.site.test_accessibility import describe, run_axe
 
@@ -195,6 +195,30 @@ def test_the_chapters_grids_show_their_data(browser, site_url, chapter, n_heads)
         thumbs.first.click()
         assert page.locator(f"{GRID} dialog td").count() == len(data["tokens"]) ** 2
         page.keyboard.press("Escape")
+        assert problems == []
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_the_static_copy_shows_only_without_scripts(browser, site_url, chapter):
+    static = ".tag_attn-heads-static img[src*='_images/']"
+    context = new_context(browser, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{site_url}/{chapter}", wait_until="networkidle")
+        assert page.locator(static).count() == 1
+        assert page.locator(static).is_visible()
+        assert page.locator(static).evaluate("i => i.complete && i.naturalWidth > 0")
+        assert "Figure: " in (page.locator(static).get_attribute("alt") or "")
+        assert page.locator(f"{GRID} .attn-noscript").is_visible()
+        assert page.locator(f"{GRID} button").count() == 0
+    finally:
+        context.close()
+    page, problems = _open(browser, f"{site_url}/{chapter}")
+    try:
+        assert page.locator(f"{GRID} button.attn-heads-thumb").count() > 0
+        assert not page.locator(static).is_visible()
         assert problems == []
     finally:
         page.close()

@@ -86,6 +86,7 @@
       const button = el("button", {
         type: "button", className: "attn-heads-thumb", "data-index": String(k),
         "data-label": entry.label, "aria-haspopup": "dialog",
+        "aria-label": `${name}: ${scores.map((s) => s.text).join(", ")}`,
       }, [el("span", { className: "attn-heads-name", text: name }), mini, ...lines]);
       button.addEventListener("click", () => open(k));
       grid.append(el("div", { role: "listitem" }, [button]));
