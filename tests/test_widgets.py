@@ -140,7 +140,7 @@ def test_the_book_form_is_the_portable_form_without_its_portable_part():
 @pytest.mark.parametrize(
     ("kind", "name"),
     [("heatmap", "attention-widgets"), ("steps", "attention-widgets"),
-     ("playground", "attention-playground")],
+     ("playground", "attention-playground"), ("heads", "attention-heads")],
 )  # fmt: skip
 def test_each_widget_carries_its_script_and_stylesheet_once(kind, name):
     widget = playground() if kind == "playground" else Widget(kind, {}, label="x")

@@ -49,6 +49,7 @@ ASSETS = {
     "heatmap": "attention-widgets",
     "steps": "attention-widgets",
     "playground": "attention-playground",
+    "heads": "attention-heads",
 }
 
 _PORTABLE = "attn-portable"
@@ -94,7 +95,7 @@ class Widget:
 
     Args:
         kind: Which drawing the script makes: ``"heatmap"``, ``"steps"`` or
-            ``"playground"``.
+            ``"playground"`` or ``"heads"`` (:mod:`attention.heads`).
         data: JSON-serialisable data for the script.
         label: A short description, used as the figure's accessible name.
         fallback: HTML shown instead where scripts do not run (a static

@@ -14,10 +14,12 @@ WIDGET_FILES = [
     "attention-widgets.css",
     "attention-playground.js",
     "attention-playground.css",
+    "attention-heads.js",
+    "attention-heads.css",
 ]
 WIDGET_DIV = re.compile(r'<div class="attn-widget".*?</div>', flags=re.S)
 WIDGET_TAG = re.compile(
-    r"<(?:script|link)[^>]*_static/attention-(?:widgets|playground)\.(?:js|css)[^>]*>(?:</script>)?"
+    r"<(?:script|link)[^>]*_static/attention-(?:widgets|playground|heads)\.(?:js|css)[^>]*>(?:</script>)?"
 )
 
 
@@ -33,7 +35,8 @@ def _weight(html: str) -> int:
     images = set(re.findall(r'src="(_images/[^"]+)"', html))
     assets = set(
         re.findall(
-            r'(?:src|href)="(_static/attention-(?:widgets|playground)\.(?:js|css))[^"]*"', html
+            r'(?:src|href)="(_static/attention-(?:widgets|playground|heads)\.(?:js|css))[^"]*"',
+            html,
         )
     )
     files = sum((SITE / path).stat().st_size for path in images | assets)
@@ -58,5 +61,7 @@ def test_widget_files_load_only_on_pages_with_widgets():
         assert ("_static/attention-widgets.js" in html) == has_widget, page.name
         has_playground = 'data-attn-kind="playground"' in html
         assert ("_static/attention-playground.js" in html) == has_playground, page.name
+        has_heads = 'data-attn-kind="heads"' in html
+        assert ("_static/attention-heads.js" in html) == has_heads, page.name
     assert "attention-widgets.js" not in (SITE / "index.html").read_text(encoding="utf-8")
     assert "attention-playground.js" in (SITE / "playground.html").read_text(encoding="utf-8")

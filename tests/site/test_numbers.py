@@ -65,6 +65,7 @@ MEASURED: dict[str, dict[str, str]] = {
                 for link in ("adj", "verb", "obj")
                 for what in ("head", "weight", "mean")
             ),
+            *(f"grid-{what}" for what in ("prev", "head", "starts", "one")),
         )
     },
     "09-from-context-vectors-to-logits": {"draw-drift": SAMPLED},
