@@ -49,6 +49,7 @@ ASSETS = {
     "heatmap": "attention-widgets",
     "steps": "attention-widgets",
     "playground": "attention-playground",
+    "lab": "attention-playground",
 }
 
 _PORTABLE = "attn-portable"
