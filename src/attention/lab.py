@@ -207,7 +207,7 @@ def _run(settings: dict[str, Any], inputs: dict[str, Any]) -> LabSteps:
 
 
 #: The lab's starting settings: the book's head, scaled, masked before the softmax, evaluation.
-LAB_INITIAL = {
+LAB_INITIAL: dict[str, Any] = {
     "source": "book",
     "d_k": 2,
     "scale": True,
@@ -225,17 +225,23 @@ def lab_cases() -> list[dict[str, Any]]:
     tests set the lab to each case and compare, the broken variants included.
     """
     inputs = lab_inputs()
-    variants = [
+    variants: list[tuple[str, dict[str, Any]]] = [
         ("the book's head, as the chapter runs it", {}),
         ("no scaling", {"scale": False}),
         ("random queries and keys, d_k 512, scaled", {"source": "random", "d_k": 512}),
-        ("random, d_k 512, no scaling: saturated", {"source": "random", "d_k": 512, "scale": False}),
+        (
+            "random, d_k 512, no scaling: saturated",
+            {"source": "random", "d_k": 512, "scale": False},
+        ),
         ("random, d_k 8, no scaling", {"source": "random", "d_k": 8, "scale": False}),
         ("zero the future after the softmax", {"mask_after": True}),
         ("dropout in training, fixed mask", {"training": True}),
         ("zero after the softmax, in training", {"mask_after": True, "training": True}),
         ("every key of row 2 masked: NaN and the guard", {"blocked_row": 2}),
-        ("row 4 masked, training, no scaling", {"blocked_row": 4, "training": True, "scale": False}),
+        (
+            "row 4 masked, training, no scaling",
+            {"blocked_row": 4, "training": True, "scale": False},
+        ),
     ]
     cases = []
     for name, change in variants:
@@ -245,9 +251,7 @@ def lab_cases() -> list[dict[str, Any]]:
             {
                 "name": name,
                 "settings": settings,
-                "expected": {
-                    f.name: _encode(getattr(steps, f.name)) for f in fields(LabSteps)
-                },
+                "expected": {f.name: _encode(getattr(steps, f.name)) for f in fields(LabSteps)},
             }
         )
     return cases
