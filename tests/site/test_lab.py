@@ -19,17 +19,15 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from axe_playwright_python.base import AXE_SCRIPT
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
-from tests.site.conftest import new_context, new_page
+from tests.site import test_playground as playground_tests
+from tests.site.conftest import new_context
 from tests.site.modes import DESKTOP, PHONE, open_in_mode
-from tests.site.test_playground import Problems
 from tests.site.test_weight import KB, first_load
 
 PAGE = "playground.html"
@@ -89,25 +87,12 @@ def mismatches(got: Any, expected: Any, where: str) -> list[str]:
     return [] if math.isclose(g, e, abs_tol=ATOL, rel_tol=RTOL) else [f"{where}: {got} != {e}"]
 
 
-@pytest.fixture
-def opened(browser: Browser, site_url: str) -> Iterator[tuple[Page, Problems]]:
-    """The playground page with its lab drawn, and a record of what went wrong."""
-    page = new_page(browser, viewport={"width": 1280, "height": 1000})
-    problems = Problems(page, urlsplit(site_url).netloc)
-    page.goto(f"{site_url}/{PAGE}", wait_until="networkidle")
-    _wait_drawn(page)
-    try:
-        yield page, problems
-    finally:
-        page.close()
-
-
-@pytest.fixture
-def page(opened: tuple[Page, Problems]) -> Iterator[Page]:
-    """The page; the test fails if it logged an error or warning or asked another host."""
-    page, problems = opened
-    yield page
-    assert problems.as_dict() == {"console": [], "errors": [], "failed": [], "foreign": []}
+# The page, opened as the playground's tests open it (the fixtures record console
+# messages, failed and foreign requests). One script draws the lab and the
+# playground in one go, so the page the playground's fixture hands over has the
+# lab drawn too; the ``page`` fixture fails a test that logged any problem.
+opened = playground_tests.opened
+page = playground_tests.page
 
 
 def _wait_drawn(page: Page) -> None:
