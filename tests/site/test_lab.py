@@ -129,9 +129,11 @@ def explanation(page: Page) -> str:
 
 
 def current_step(page: Page) -> str:
-    return page.locator(f'{ROOT} [data-lab-line][aria-current="step"]').get_attribute(
+    step = page.locator(f'{ROOT} [data-lab-line][aria-current="step"]').get_attribute(
         "data-lab-line"
     )
+    assert step is not None
+    return step
 
 
 def visible_cell(page: Page, step: str, row: int, col: int) -> Any:
