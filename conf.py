@@ -316,6 +316,7 @@ WIDGET_ASSETS = {
     'class="attn-widget"': ("attention-widgets.css", "attention-widgets.js"),
     'data-attn-kind="playground"': ("attention-playground.css", "attention-playground.js"),
     'data-attn-kind="heads"': ("attention-heads.css", "attention-heads.js"),
+    'data-attn-kind="lab"': ("attention-playground.css", "attention-playground.js"),
 }
 # A widget's HTML, as a notebook output, carries a copy of its script and
 # stylesheet and a static table for where scripts do not run, between these

@@ -50,6 +50,7 @@ ASSETS = {
     "steps": "attention-widgets",
     "playground": "attention-playground",
     "heads": "attention-heads",
+    "lab": "attention-playground",
 }
 
 _PORTABLE = "attn-portable"

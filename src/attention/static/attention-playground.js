@@ -52,14 +52,17 @@
     return h >>> 0;
   }
 
-  /** Stable softmax; a row masked everywhere gets all-zero weights. */
-  function softmax(row) {
+  /** Stable softmax as torch computes it: a row that is -inf everywhere gives NaN (0 / 0). */
+  function softmaxRaw(row) {
     const max = Math.max(...row);
-    if (max === -Infinity) return row.map(() => 0);
     const e = row.map((s) => Math.exp(s - max));
     const sum = e.reduce((a, b) => a + b, 0);
     return e.map((v) => v / sum);
   }
+
+  /** The package's guard (masked_softmax): a row masked everywhere gets all-zero weights. */
+  const softmax = (row) =>
+    Math.max(...row) === -Infinity ? row.map(() => 0) : softmaxRaw(row);
 
   /** Scores and weights (H, T, T) and context (T, d_out) for the state s. */
   function attend(s) {
@@ -584,6 +587,427 @@
     update();
   }
 
+  // ---- The lab: one causal head, line by line ----------------------------------
+
+  const LAB_STEP_IDS = ["scores", "scaled", "masked", "weights", "zeroed", "dropped", "context"];
+  const WEIGHT_STEPS = ["weights", "zeroed", "dropped"];
+  const D_K_INDEX = (list, d) => Math.max(0, list.indexOf(d));
+  const sumOf = (row) => row.reduce((a, b) => a + b, 0);
+  // Numbers inside explanations: four decimals, or a mantissa and exponent when huge.
+  const term = (v) => (Number.isFinite(v) && Math.abs(v) >= 1e5 ? v.toExponential(4) : fmt(v));
+  const asNumbers = (m) => m.map((row) => row.map(Number));
+
+  /** Every tensor of the lab's forward pass: attention.lab.lab_forward, in the browser. */
+  function labForward(data, s) {
+    const head = data.inputs[s.source];
+    const dk = s.source === "random" ? s.d_k : head.queries[0].length;
+    const Q = asNumbers(head.queries).map((r) => r.slice(0, dk));
+    const K = asNumbers(head.keys).map((r) => r.slice(0, dk));
+    const V = asNumbers(head.values);
+    const T = Q.length;
+    const mask = range(T).map((i) => range(T).map((j) => j > i || i === s.blocked_row));
+    const each = (M, f) => M.map((row, i) => row.map((v, j) => f(v, i, j)));
+    const scores = Q.map((q) => K.map((k) => q.reduce((sum, a, c) => sum + a * k[c], 0)));
+    const scaled = s.scale ? each(scores, (v) => v / dk ** 0.5) : scores;
+    const masked = s.mask_after ? scaled : each(scaled, (v, i, j) => (mask[i][j] ? -Infinity : v));
+    const weights = masked.map(softmaxRaw);
+    const zeroed = s.mask_after ? each(weights, (w, i, j) => (mask[i][j] ? 0 : w)) : weights;
+    const drop = (W) =>
+      s.training ? each(W, (w, i, j) => (w * (data.keep[i][j] ? 1 : 0)) / (1 - data.p)) : W;
+    const dropped = drop(zeroed);
+    const guarded = scaled.map((row, i) =>
+      softmax(row.map((v, j) => (mask[i][j] ? -Infinity : v))),
+    );
+    const entr = (w) => (w === 0 ? 0 : -w * Math.log(w));
+    return {
+      T,
+      dk,
+      dv: V[0].length,
+      Q,
+      K,
+      V,
+      mask,
+      scores,
+      scaled,
+      masked,
+      weights,
+      zeroed,
+      dropped,
+      context: matmul(dropped, V),
+      guarded,
+      guarded_context: matmul(drop(guarded), V),
+      max_weight: weights.map((row) => Math.max(...row)),
+      entropy: weights.map((row) => sumOf(row.map(entr))),
+    };
+  }
+
+  /** The six lines the lab steps through, for the state s. */
+  const labSteps = (s) =>
+    LAB_STEP_IDS.filter((id) => (s.mask_after ? id !== "masked" : id !== "zeroed"));
+
+  function setupLab(root) {
+    const data = JSON.parse(root.querySelector("script.attn-data").textContent);
+    const tok = data.tokens;
+    const s = { ...data.initial, step: 0, cell: null };
+    let r = null;
+
+    const live = el("p", { class: "attn-lab-live", role: "status", "aria-live": "polite" });
+    const prev = el("button", { type: "button", "data-lab": "prev" }, "← Previous");
+    const next = el("button", { type: "button", "data-lab": "next" }, "Next →");
+    const counter = el("span", { class: "attn-lab-counter", "aria-hidden": "true" });
+    const code = el("ol", { class: "attn-lab-code", "aria-label": "The forward pass, one line a step" });
+    const panels = el("div", { class: "attn-lab-panels" });
+    const explain = el("div", {
+      class: "attn-lab-explain",
+      role: "status",
+      "aria-live": "polite",
+      "data-lab-out": "explain",
+    });
+
+    const check = (name, text) =>
+      labelled(
+        text,
+        el("input", { type: "checkbox", "data-lab": name, checked: s[name] }),
+        "attn-pg-check",
+      );
+    const source = el(
+      "select",
+      { "data-lab": "source", "aria-label": "Queries and keys" },
+      option("book", "the book's head (d_k = 2)", s.source === "book"),
+      option("random", "random, unit variance (d_k slider)", s.source === "random"),
+    );
+    const dkInput = el("input", {
+      type: "range",
+      min: "0",
+      max: String(data.d_k.length - 1),
+      step: "1",
+      value: String(D_K_INDEX(data.d_k, s.d_k)),
+      "data-lab": "d_k",
+      "aria-label": "d_k, the width of the queries and keys",
+    });
+    const dkShown = el("output", { "data-lab-out": "d_k" });
+    const dkField = el("label", { class: "attn-pg-field" }, el("span", {}, "d_k"), dkInput, dkShown);
+    const blocked = el(
+      "select",
+      { "data-lab": "blocked_row", "aria-label": "Mask every key of this row" },
+      option("", "none", true),
+      tok.map((t, i) => option(String(i), `${t} (${i})`, false)),
+    );
+    const saturation = el("p", { class: "attn-lab-note", "data-lab-out": "saturation" });
+    const controls = el(
+      "fieldset",
+      { class: "attn-pg-controls" },
+      el("legend", {}, "Break it on purpose"),
+      check("scale", "Scale by √d_k"),
+      labelled("Queries and keys", source),
+      dkField,
+      check("mask_after", "Zero the future after the softmax (instead of −∞ before)"),
+      check("training", `Dropout in training (p = ${data.p}, fixed mask)`),
+      labelled("Mask every key of row", blocked),
+      saturation,
+    );
+
+    root.append(
+      el(
+        "div",
+        { class: "attn-pg attn-lab" },
+        el("div", { class: "attn-lab-bar" }, prev, counter, next),
+        el("div", { class: "attn-lab-main" }, code, panels),
+        explain,
+        live,
+        controls,
+      ),
+    );
+
+    // One table for one step's tensor: queries are rows, keys (or value columns) columns.
+    function grid(id, M) {
+      const isContext = id === "context";
+      const cols = isContext ? range(r.dv).map((c) => `v[${c}]`) : tok;
+      const extra = WEIGHT_STEPS.includes(id) ? ["row sum"] : [];
+      if (id === "weights") extra.unshift("max", "entropy");
+      const stats = (i) => {
+        const values = [];
+        if (id === "weights") values.push(["max_weight", r.max_weight[i]], ["entropy", r.entropy[i]]);
+        if (extra.length) values.push(["sum", sumOf(M[i])]);
+        return values.map(([stat, v]) =>
+          num(v, { class: "attn-lab-stat", "data-stat": stat, "data-row": i, tabindex: "-1" }),
+        );
+      };
+      const top = Math.max(...M.flat().filter(Number.isFinite).map(Math.abs)) || 1;
+      return table(
+        `${data.lines[id].split(" = ")[0]} after this line, shape ${shape(M.length, M[0].length)}`,
+        [isContext ? "query \\ column" : "query \\ key", ...cols, ...extra],
+        M.map((row, i) =>
+          el(
+            "tr",
+            {},
+            el("th", { scope: "row" }, tok[i]),
+            row.map((v, j) => {
+              const blockedCell = !isContext && r.mask[i][j];
+              const style =
+                WEIGHT_STEPS.includes(id) && Number.isFinite(v)
+                  ? `--lab-w: ${Math.round((Math.abs(v) / top) * 60)}%`
+                  : null;
+              return num(v, {
+                "data-row": i,
+                "data-col": j,
+                tabindex: "-1",
+                class: blockedCell ? "attn-pg-masked" : null,
+                style,
+              });
+            }),
+            stats(i),
+          ),
+        ),
+        { role: "grid", "data-lab-step": id, "aria-readonly": "true" },
+      );
+    }
+
+    function guardTable(kind) {
+      const i = s.blocked_row;
+      const M = kind === "weights" ? r.guarded : r.guarded_context;
+      const cols = kind === "weights" ? tok : range(r.dv).map((c) => `v[${c}]`);
+      return table(
+        `Row “${tok[i]}” as the package's masked_softmax gives it (${kind})`,
+        ["query", ...cols],
+        el(
+          "tr",
+          {},
+          el("th", { scope: "row" }, tok[i]),
+          M[i].map((v, j) => num(v, { "data-guard": kind, "data-col": j })),
+        ),
+        { class: "attn-lab-guard" },
+      );
+    }
+
+    function lineText(id) {
+      if (id === "scaled" && !s.scale) return "scores = scores  # scaling removed";
+      if (id === "dropped" && !s.training) return `${data.lines[id]}  # evaluation: does nothing`;
+      return data.lines[id];
+    }
+
+    function drawCode(ids) {
+      code.replaceChildren(
+        ...ids.map((id, k) =>
+          el(
+            "li",
+            {},
+            el(
+              "button",
+              {
+                type: "button",
+                class: "attn-lab-line",
+                "data-lab-line": id,
+                "aria-current": k === s.step ? "step" : null,
+                tabindex: k === s.step ? "0" : "-1",
+              },
+              el("code", {}, lineText(id)),
+              el(
+                "span",
+                { class: "attn-lab-shape" },
+                `  # ${shape(r[id].length, r[id][0].length)}`,
+              ),
+            ),
+          ),
+        ),
+      );
+    }
+
+    function drawPanels(ids) {
+      panels.replaceChildren(
+        ...ids.map((id, k) => {
+          const panel = el("section", {
+            class: "attn-lab-panel",
+            "data-lab-panel": id,
+            "aria-label": `Step ${k + 1}: ${lineText(id)}`,
+            hidden: k !== s.step,
+          });
+          const wrap = scroller(`Tensor after step ${k + 1}`);
+          wrap.append(grid(id, r[id]));
+          panel.append(wrap);
+          const guard = s.blocked_row != null && !s.mask_after;
+          if (guard && id === "weights") panel.append(guardTable("weights"));
+          if (guard && id === "context") panel.append(guardTable("context"));
+          return panel;
+        }),
+      );
+    }
+
+    function announce(ids) {
+      const id = ids[s.step];
+      counter.textContent = `Step ${s.step + 1} of ${ids.length}`;
+      live.textContent = `Step ${s.step + 1} of ${ids.length}: ${lineText(id)}, gives a tensor of shape ${shape(
+        r[id].length,
+        r[id][0].length,
+      )}.`;
+      prev.disabled = s.step === 0;
+      next.disabled = s.step === ids.length - 1;
+    }
+
+    function update() {
+      r = labForward(data, s);
+      const ids = labSteps(s);
+      s.step = Math.min(s.step, ids.length - 1);
+      dkField.hidden = s.source !== "random";
+      dkShown.textContent = String(s.d_k);
+      dkInput.setAttribute("aria-valuetext", `d_k = ${s.d_k}`);
+      const maxes = r.max_weight.filter(Number.isFinite);
+      const ents = r.entropy.filter(Number.isFinite);
+      saturation.textContent =
+        `d_k = ${r.dk}${s.scale ? `, scores divided by √${r.dk}` : ", no scaling"}: ` +
+        `mean largest weight ${fmt(sumOf(maxes) / maxes.length)}, mean row entropy ` +
+        `${fmt(sumOf(ents) / ents.length)} nats (a near one-hot row has entropy near 0).`;
+      drawCode(ids);
+      drawPanels(ids);
+      announce(ids);
+      explain.textContent = "Select a cell of the tensor (click it, or Tab to it and use the arrow keys) to see the terms that made it.";
+      s.cell = null;
+    }
+
+    function go(step) {
+      const ids = labSteps(s);
+      s.step = Math.max(0, Math.min(ids.length - 1, step));
+      code.querySelectorAll("[data-lab-line]").forEach((b, k) => {
+        if (k === s.step) b.setAttribute("aria-current", "step");
+        else b.removeAttribute("aria-current");
+        b.tabIndex = k === s.step ? 0 : -1;
+      });
+      panels.querySelectorAll("[data-lab-panel]").forEach((p, k) => (p.hidden = k !== s.step));
+      const first = panels.querySelector(`[data-lab-panel="${ids[s.step]}"] td[data-row][data-col]`);
+      if (first) first.tabIndex = 0;
+      announce(ids);
+    }
+
+    // The terms that made one cell of one step.
+    function terms(id, i, j) {
+      const sum = (parts) => (parts.length > 8 ? [...parts.slice(0, 3), `… ${parts.length - 4} more terms …`, parts[parts.length - 1]] : parts).join(" + ");
+      const v = r[id][i][j];
+      if (id === "scores") {
+        const parts = r.Q[i].map((q, c) => `${fmt(q)}×${fmt(r.K[j][c])}`);
+        return `q(${tok[i]}) · k(${tok[j]}) = ${sum(parts)} = ${term(v)}`;
+      }
+      if (id === "scaled") {
+        return s.scale
+          ? `${term(r.scores[i][j])} / √${r.dk} = ${term(r.scores[i][j])} / ${fmt(r.dk ** 0.5)} = ${term(v)}`
+          : `No scaling: the score ${term(v)} passes unchanged.`;
+      }
+      if (id === "masked") {
+        if (!r.mask[i][j]) return `“${tok[j]}” is visible to “${tok[i]}”: the score ${term(v)} is kept.`;
+        return s.blocked_row === i
+          ? `Every key of row “${tok[i]}” is masked: its score becomes −∞.`
+          : `“${tok[j]}” comes after “${tok[i]}”: its score becomes −∞.`;
+      }
+      if (id === "weights") {
+        const row = r.masked[i];
+        const exps = row.map((x) => (x === -Infinity ? "exp(−∞)" : `exp(${term(x)})`));
+        if (row.every((x) => x === -Infinity)) {
+          return `Every score of this row is −∞, so every exp(−∞) is 0 and the softmax divides 0 by 0: NaN. The package's masked_softmax returns 0 for such a row instead.`;
+        }
+        const num_ = row[j] === -Infinity ? 0 : Math.exp(row[j]);
+        const den = sumOf(row.map((x) => (x === -Infinity ? 0 : Math.exp(x))));
+        return `exp(s) / Σ exp = ${exps[j]} / (${sum(exps)}) = ${term(num_)} / ${term(den)} = ${term(v)}`;
+      }
+      if (id === "zeroed") {
+        return r.mask[i][j]
+          ? `“${tok[j]}” comes after “${tok[i]}”: its weight ${term(r.weights[i][j])} is set to 0 after the softmax, so the row sums to ${fmt(sumOf(r.zeroed[i]))}, not 1.`
+          : `Kept: ${term(v)}.`;
+      }
+      if (id === "dropped") {
+        const before = (s.mask_after ? r.zeroed : r.weights)[i][j];
+        if (!s.training) return `Evaluation: dropout passes ${term(v)} unchanged.`;
+        return data.keep[i][j]
+          ? `Kept: ${term(before)} × 1/(1 − ${data.p}) = ${term(before)} × ${fmt(1 / (1 - data.p))} = ${term(v)}`
+          : `Dropped by the fixed mask: ${term(before)} becomes 0.`;
+      }
+      const parts = r.dropped[i].map((w, k) => `${term(w)}×${fmt(r.V[k][j])}`);
+      return `Σ weight × value = ${sum(parts)} = ${term(v)}`;
+    }
+
+    function statTerms(id, stat, i) {
+      const row = r[id][i];
+      if (stat === "max_weight") return `The largest weight of row “${tok[i]}”: ${term(r.max_weight[i])}.`;
+      if (stat === "entropy")
+        return `Entropy −Σ w ln w of row “${tok[i]}” = ${fmt(r.entropy[i])} nats (uniform over the visible keys would be ln ${row.filter((w) => w > 0).length || 1}).`;
+      return `Row sum ${row.map(term).join(" + ")} = ${fmt(sumOf(row))}`;
+    }
+
+    function select(td) {
+      const panel = td.closest("[data-lab-panel]");
+      const id = panel.dataset.labPanel;
+      panel.querySelectorAll("td[tabindex='0']").forEach((c) => (c.tabIndex = -1));
+      panel.querySelectorAll("[aria-selected]").forEach((c) => c.removeAttribute("aria-selected"));
+      td.tabIndex = 0;
+      td.setAttribute("aria-selected", "true");
+      const i = +td.dataset.row;
+      const text = td.dataset.stat ? statTerms(id, td.dataset.stat, i) : terms(id, i, +td.dataset.col);
+      explain.replaceChildren(el("strong", {}, `${tok[i]}, ${td.dataset.stat || (id === "context" ? `v[${td.dataset.col}]` : tok[+td.dataset.col])}: `), text);
+      explain.dataset.cell = `${id} ${i} ${td.dataset.stat || td.dataset.col}`;
+    }
+
+    function onGridKey(ev, td) {
+      const rowCells = [...td.parentElement.querySelectorAll("td")];
+      const rows = [...td.closest("tbody").rows];
+      const ri = rows.indexOf(td.parentElement);
+      const ci = rowCells.indexOf(td);
+      const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
+      let target = null;
+      if (moves[ev.key]) {
+        const [dr, dc] = moves[ev.key];
+        const row = rows[ri + dr];
+        target = row && row.querySelectorAll("td")[ci + dc];
+      } else if (ev.key === "Home") target = rowCells[0];
+      else if (ev.key === "End") target = rowCells[rowCells.length - 1];
+      else if (ev.key === "Enter" || ev.key === " ") target = td;
+      if (!target) return;
+      ev.preventDefault();
+      ev.stopPropagation();
+      target.focus();
+      select(target);
+    }
+
+    root.addEventListener("keydown", (ev) => {
+      const t = ev.target;
+      const td = t.closest && t.closest("td[data-row]");
+      if (td && panels.contains(td)) return onGridKey(ev, td);
+      if (t.matches && t.matches("input, select, textarea")) return;
+      const back = ev.key === "ArrowLeft" || (ev.key === "ArrowUp" && code.contains(t));
+      const fwd = ev.key === "ArrowRight" || (ev.key === "ArrowDown" && code.contains(t));
+      if (!back && !fwd) return;
+      ev.preventDefault();
+      go(s.step + (fwd ? 1 : -1));
+      if (code.contains(t)) code.querySelectorAll("[data-lab-line]")[s.step].focus();
+    });
+    root.addEventListener("click", (ev) => {
+      const t = ev.target;
+      const line = t.closest("[data-lab-line]");
+      const td = t.closest("td[data-row]");
+      if (line) go(labSteps(s).indexOf(line.dataset.labLine));
+      else if (td && panels.contains(td)) select(td);
+    });
+    panels.addEventListener("focusin", (ev) => {
+      const td = ev.target.closest("td[data-row]");
+      if (td && explain.dataset.cell !== `${td.closest("[data-lab-panel]").dataset.labPanel} ${td.dataset.row} ${td.dataset.stat || td.dataset.col}`) select(td);
+    });
+    prev.addEventListener("click", () => go(s.step - 1));
+    next.addEventListener("click", () => go(s.step + 1));
+
+    function onChange(ev) {
+      const t = ev.target;
+      const name = t.dataset && t.dataset.lab;
+      if (name === "scale" || name === "mask_after" || name === "training") s[name] = t.checked;
+      else if (name === "source") s.source = t.value;
+      else if (name === "d_k") s.d_k = data.d_k[+t.value];
+      else if (name === "blocked_row") s.blocked_row = t.value === "" ? null : +t.value;
+      else return;
+      update();
+    }
+    controls.addEventListener("change", onChange);
+    dkInput.addEventListener("input", onChange);
+
+    update();
+    go(s.step);
+  }
+
   /** Add the stylesheet to the document once, unless the page links it. */
   function addStylesheet() {
     if (!STYLESHEET) return;
@@ -593,18 +1017,21 @@
   }
 
   function start() {
-    document.querySelectorAll('.attn-widget[data-attn-kind="playground"]').forEach((root) => {
-      if (root.dataset.pgReady) return;
-      root.dataset.pgReady = "1";
-      addStylesheet();
-      root.querySelectorAll(":scope > .attn-fallback").forEach((fallback) => fallback.remove());
-      try {
-        setup(root);
-      } catch (err) {
-        root.append(el("p", { class: "attn-pg-status" }, `The playground could not start: ${err}`));
-        throw err;
-      }
-    });
+    const kinds = { playground: setup, lab: setupLab };
+    for (const [kind, draw] of Object.entries(kinds)) {
+      document.querySelectorAll(`.attn-widget[data-attn-kind="${kind}"]`).forEach((root) => {
+        if (root.dataset.pgReady) return;
+        root.dataset.pgReady = "1";
+        addStylesheet();
+        root.querySelectorAll(":scope > .attn-fallback").forEach((fallback) => fallback.remove());
+        try {
+          draw(root);
+        } catch (err) {
+          root.append(el("p", { class: "attn-pg-status" }, `The ${kind} could not start: ${err}`));
+          throw err;
+        }
+      });
+    }
   }
 
   window.AttentionPlayground = { start };
