@@ -49,6 +49,8 @@ ASSETS = {
     "heatmap": "attention-widgets",
     "steps": "attention-widgets",
     "playground": "attention-playground",
+    "layout": "attention-layout",
+    "quiz": "attention-quiz",
 }
 
 _PORTABLE = "attn-portable"
