@@ -42,10 +42,9 @@ def test_causal_question_matches_the_layer():
 def test_shape_and_stride_questions_match_torch():
     y = torch.empty(2, 6, 20).view(2, 6, 4, 5).transpose(1, 2)
     assert shape_question((2, 6, 20), SPLIT, prompt="Shape?").data["answer"] == list(y.shape)
-    for dim in range(4):
-        w = stride_question((2, 6, 20), SPLIT, dim, prompt="Stride?")
-        assert w.data["answer"] == y.stride()[dim]
-    assert inline_script("attention-quiz") in w.to_html()
+    strides = [stride_question((2, 6, 20), SPLIT, dim, prompt="Stride?") for dim in range(4)]
+    assert [w.data["answer"] for w in strides] == list(y.stride())
+    assert inline_script("attention-quiz") in strides[0].to_html()
 
 
 @pytest.mark.parametrize(

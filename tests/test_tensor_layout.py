@@ -87,7 +87,7 @@ def test_widget_carries_every_choice_and_refuses_big_or_bad_sizes():
     with pytest.raises(ValueError, match=r"sizes must hold at most 48 elements.*\(2, 4, 2, 4\)"):
         layout_widget([(2, 4, 2, 4)])
     with pytest.raises(ValueError, match=r"sizes must hold \(B, T, H, d_head\) tuples, got \(1,"):
-        layout_widget([(1, 2)])
+        layout_widget([(1, 2)])  # type: ignore[list-item]
     with pytest.raises(ValueError, match=r"sizes must be a non-empty sequence"):
         layout_widget([])
 
