@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
+from attention.tensor_layout import layout_widget
 from tests.site.conftest import new_page
 from tests.site.modes import DESKTOP, PHONE, Device, Mode, open_in_mode
 from tests.site.widget_checks import record_problems, severe_axe_findings
@@ -126,3 +127,20 @@ def test_no_serious_axe_findings(
             assert severe_axe_findings(page, ROOT) == []
     finally:
         page.context.close()
+
+
+def test_the_widget_draws_itself_outside_the_book(browser: Browser):
+    page = new_page(browser)
+    problems = record_problems(page)
+    try:
+        html = layout_widget().to_html()
+        page.set_content(f"<!doctype html><html lang='en'><body>{html}{html}</body></html>")
+        page.wait_for_function(
+            f"() => document.querySelectorAll('{ROOT}[data-lay-ready]').length === 2"
+        )
+        assert page.locator(".attn-fallback").count() == 0
+        assert page.locator("style[data-attn-stylesheet='layout']").count() == 1
+        assert page.locator(f'{ROOT} [data-lay-out="contiguous"]').first.text_content() == "True"
+    finally:
+        page.close()
+    assert problems == []

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page
 
+from attention.quiz import shape_question
 from tests.site.conftest import new_page
 from tests.site.modes import DESKTOP, PHONE, Device, Mode, open_in_mode
 from tests.site.widget_checks import record_problems, severe_axe_findings
@@ -140,3 +141,19 @@ def test_no_serious_axe_findings(
         assert severe_axe_findings(page, ROOT) == []
     finally:
         page.context.close()
+
+
+def test_a_question_draws_itself_outside_the_book(browser: Browser):
+    page = new_page(browser)
+    problems = record_problems(page)
+    try:
+        widget = shape_question((2, 6, 20), [("view", (2, 6, 4, 5))], prompt="Shape?")
+        page.set_content(f"<!doctype html><html lang='en'><body>{widget.to_html()}</body></html>")
+        quiz = page.locator(f"{ROOT}[data-quiz-ready]")
+        quiz.wait_for()
+        assert page.locator(".attn-fallback").count() == 0
+        _enter(quiz, _data(quiz), "2, 6, 4, 5")
+        assert quiz.get_attribute("data-quiz-state") == "right"
+    finally:
+        page.close()
+    assert problems == []
