@@ -138,7 +138,7 @@
     transpose:
       "transpose(1, 2) swaps the strides of T and H: each head now reads its tokens by jumping over the other heads' features. Same memory, no longer contiguous.",
     wrong:
-      "view(B, H, T, d_head) straight away cuts the memory in order, so a 'head' is a run of whole tokens' features: cells marked ✗ hold a token or head other than the row's.",
+      "view(B, H, T, d_head) straight away cuts the memory in order: 'head' 0 gets the first T·d_head places, the first tokens' features with their heads one after another. Cells marked ✗ hold a token or head other than their row's and block's.",
   };
 
   function setup(root) {
