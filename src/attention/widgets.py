@@ -51,6 +51,8 @@ ASSETS = {
     "playground": "attention-playground",
     "heads": "attention-heads",
     "lab": "attention-playground",
+    "layout": "attention-layout",
+    "quiz": "attention-quiz",
 }
 
 _PORTABLE = "attn-portable"

@@ -17,15 +17,31 @@ WIDGET_FILES = [
     "attention-heads.js",
     "attention-heads.css",
 ]
+# The layout widget and the predict-then-reveal questions, budgeted apart.
+LESSON_FILES = [
+    "attention-layout.js",
+    "attention-layout.css",
+    "attention-quiz.js",
+    "attention-quiz.css",
+]
 WIDGET_DIV = re.compile(r'<div class="attn-widget".*?</div>', flags=re.S)
+QUIZ_DIV = re.compile(r'<div class="attn-widget" data-attn-kind="quiz".*?</div>', flags=re.S)
+QUIZ_TAG = re.compile(
+    r"<(?:script|link)[^>]*_static/attention-quiz\.(?:js|css)[^>]*>(?:</script>)?"
+)
 WIDGET_TAG = re.compile(
-    r"<(?:script|link)[^>]*_static/attention-(?:widgets|playground|heads)\.(?:js|css)[^>]*>(?:</script>)?"
+    r"<(?:script|link)[^>]*_static/attention-(?:widgets|playground|heads|layout|quiz)\.(?:js|css)[^>]*>(?:</script>)?"
 )
 
 
 def test_widget_script_and_styles_total_at_most_60_kb():
     sizes = {name: (STATIC / name).stat().st_size for name in WIDGET_FILES}
     assert sum(sizes.values()) <= 60_000, sizes
+
+
+def test_layout_and_quiz_files_total_at_most_35_kb():
+    sizes = {name: (STATIC / name).stat().st_size for name in LESSON_FILES}
+    assert sum(sizes.values()) <= 35_000, sizes
 
 
 def _weight(html: str) -> int:
@@ -35,7 +51,7 @@ def _weight(html: str) -> int:
     images = set(re.findall(r'src="(_images/[^"]+)"', html))
     assets = set(
         re.findall(
-            r'(?:src|href)="(_static/attention-(?:widgets|playground|heads)\.(?:js|css))[^"]*"',
+            r'(?:src|href)="(_static/attention-(?:widgets|playground|heads|layout|quiz)\.(?:js|css))[^"]*"',
             html,
         )
     )
@@ -43,15 +59,22 @@ def _weight(html: str) -> int:
     return len(html.encode("utf-8")) + files
 
 
-def test_three_interactive_figures_add_at_most_a_fifth_to_a_page():
+def test_three_interactive_figures_add_at_most_a_fifth_and_a_question_a_tenth():
     html = (SITE / "03-self-attention-without-weights.html").read_text(encoding="utf-8")
-    assert len(WIDGET_DIV.findall(html)) == 3
+    assert len(WIDGET_DIV.findall(html)) == 4
     without = WIDGET_TAG.sub("", WIDGET_DIV.sub("", html))
     assert "attn-widget" not in without
     assert "attention-widgets.js" not in without
-    ratio = _weight(html) / _weight(without)
-    print(f"page weight with / without its three interactive figures: {ratio:.3f}")
-    assert ratio <= 1.2
+    # The question: its container and its own files.
+    question = QUIZ_DIV.findall(html)
+    assert len(question) == 1
+    no_question = QUIZ_TAG.sub("", html.replace(question[0], ""))
+    assert "attention-quiz.js" not in no_question
+    figures = _weight(no_question) / _weight(without)
+    added = _weight(html) / _weight(no_question)
+    print(f"page weight with / without its three figures: {figures:.3f}; its question: {added:.3f}")
+    assert figures <= 1.2
+    assert added <= 1.1
 
 
 def test_widget_files_load_only_on_pages_with_widgets():
@@ -63,5 +86,8 @@ def test_widget_files_load_only_on_pages_with_widgets():
         assert ("_static/attention-playground.js" in html) == has_playground, page.name
         has_heads = 'data-attn-kind="heads"' in html
         assert ("_static/attention-heads.js" in html) == has_heads, page.name
+        for kind in ("layout", "quiz"):
+            has_kind = f'data-attn-kind="{kind}"' in html
+            assert (f"_static/attention-{kind}.js" in html) == has_kind, page.name
     assert "attention-widgets.js" not in (SITE / "index.html").read_text(encoding="utf-8")
     assert "attention-playground.js" in (SITE / "playground.html").read_text(encoding="utf-8")
