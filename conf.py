@@ -306,6 +306,7 @@ html_theme_options["launch_buttons"] = {}
 WIDGET_ASSETS = {
     'class="attn-widget"': ("attention-widgets.css", "attention-widgets.js"),
     'data-attn-kind="playground"': ("attention-playground.css", "attention-playground.js"),
+    'data-attn-kind="model-lab"': ("attention-model.css", "attention-model.js"),
 }
 # A widget's HTML, as a notebook output, carries a copy of its script and
 # stylesheet and a static table for where scripts do not run, between these

@@ -49,6 +49,7 @@ ASSETS = {
     "heatmap": "attention-widgets",
     "steps": "attention-widgets",
     "playground": "attention-playground",
+    "model-lab": "attention-model",
 }
 
 _PORTABLE = "attn-portable"
