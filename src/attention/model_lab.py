@@ -24,16 +24,17 @@ from __future__ import annotations
 import base64
 import html
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from attention import _checks
 from attention.induction import AttentionOnlyTransformer, InductionConfig, _tokens
 from attention.induction_scores import induction_score, previous_token_score
+from attention.multihead import MultiHeadAttention
 from attention.widgets import JSON_DECIMALS, Widget
 
 #: One symbol per token id: the reader types these. Letters first, then
@@ -58,10 +59,17 @@ def _model(name: str, model: object) -> AttentionOnlyTransformer:
     return model
 
 
+def _layers(model: AttentionOnlyTransformer) -> list[MultiHeadAttention]:
+    layers = [layer for layer in model.layers if isinstance(layer, MultiHeadAttention)]
+    if len(layers) != len(model.layers):
+        raise TypeError("model.layers must hold MultiHeadAttention layers only")
+    return layers
+
+
 def _named_tensors(model: AttentionOnlyTransformer) -> dict[str, Tensor]:
     """Every parameter the forward pass reads, by its export name."""
     out = {"tok_emb": model.tok_emb.weight, "pos_emb": model.pos_emb.weight}
-    for n, layer in enumerate(model.layers):
+    for n, layer in enumerate(_layers(model)):
         for proj in ("W_query", "W_key", "W_value"):
             linear = getattr(layer, proj)
             if linear.bias is not None:
@@ -139,9 +147,7 @@ def import_weights(data: Mapping[str, Any]) -> AttentionOnlyTransformer:
                     f"data['tensors'][{name!r}] must hold shape {list(target.shape)} "
                     f"({4 * target.numel()} bytes), got shape {entry['shape']} and {len(raw)} bytes"
                 )
-            values = torch.frombuffer(bytearray(raw), dtype=torch.float32)
-            if sys.byteorder == "big":  # pragma: no cover - the data is little-endian
-                values = values.view(torch.int32).byteswap().view(torch.float32)
+            values = torch.from_numpy(np.frombuffer(raw, dtype="<f4").astype(np.float32))
             target.copy_(values.reshape(target.shape))
     return model
 
@@ -236,7 +242,7 @@ def lab_reference(model: AttentionOnlyTransformer, tokens: Sequence[int]) -> dic
         logits, weights = m(x, return_weights=True)  # (1, T, V), (1, N, H, T, T)
         h = m.tok_emb(x) + m.pos_emb(torch.arange(n_t))  # (1, T, C)
         scores = []
-        for layer in m.layers:
+        for layer in _layers(m):
             q = layer.W_query(h).view(1, n_t, m.config.n_heads, -1).transpose(1, 2)  # (1, H, T, D)
             k = layer.W_key(h).view(1, n_t, m.config.n_heads, -1).transpose(1, 2)  # (1, H, T, D)
             s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (1, H, T, T)
@@ -287,7 +293,7 @@ def ov_circuit(model: AttentionOnlyTransformer, layer: int, head: int) -> Tensor
     if h >= m.config.n_heads:
         raise ValueError(f"head must be in [0, {m.config.n_heads}), got {h}")
     d = m.config.emb_dim // m.config.n_heads
-    block = m.layers[n]
+    block = _layers(m)[n]
     cols = slice(h * d, (h + 1) * d)
     with torch.no_grad():
         w_v = block.W_value.weight[cols]  # (D, C)
