@@ -296,10 +296,10 @@
     choice.value = `${cfg.n_layers - 1},0`;
     const inspect = el("div", { class: "attn-ml-inspect", "data-ml-out": "inspect" });
     const outputs = el("div", { class: "attn-ml-outputs" },
-      el("h4", {}, "Every head's attention"), heads,
-      el("h4", {}, "Inspect one head"),
+      el("h3", {}, "Every head's attention"), heads,
+      el("h3", {}, "Inspect one head"),
       el("p", {}, el("label", { for: `${id}-head` }, "Head "), choice), inspect,
-      el("h4", {}, "Next-token predictions"), preds);
+      el("h3", {}, "Next-token predictions"), preds);
 
     root.append(el("div", { class: "attn-ml" },
       el("div", { class: "attn-ml-controls" },
@@ -326,12 +326,12 @@
             `${symbols[o]} (${fmt(M[src][o], 2)})`))));
       }
       inspect.replaceChildren(
-        el("h5", {}, "Where it looks: the QK scores"),
+        el("h4", {}, "Where it looks: the QK scores"),
         el("p", {}, "Each query's scores q·k/√d over the keys it may see, before the softmax ",
           "(brighter = higher; the upper triangle is masked). The softmax of each row is this head's ",
           "pattern above."),
         matrixTable(`Layer ${n}, head ${h}: scores q·k/√d`, s, labels, "qk", Math.min(...shown), Math.max(...shown)),
-        el("h5", {}, "What it moves: the OV circuit"),
+        el("h4", {}, "What it moves: the OV circuit"),
         el("p", { "data-ml-out": "copying" },
           `If this head put all its weight on a token, its value and output projections would add `,
           `these logits most (token embedding → W_V → W_O → unembedding). The top output is the `,
