@@ -58,5 +58,16 @@ def test_widget_files_load_only_on_pages_with_widgets():
         assert ("_static/attention-widgets.js" in html) == has_widget, page.name
         has_playground = 'data-attn-kind="playground"' in html
         assert ("_static/attention-playground.js" in html) == has_playground, page.name
+        has_model = 'data-attn-kind="model-lab"' in html
+        assert ("_static/attention-model.js" in html) == has_model, page.name
     assert "attention-widgets.js" not in (SITE / "index.html").read_text(encoding="utf-8")
     assert "attention-playground.js" in (SITE / "playground.html").read_text(encoding="utf-8")
+    assert "attention-model.js" in (SITE / "playground.html").read_text(encoding="utf-8")
+
+
+def test_the_model_labs_script_and_styles_total_at_most_30_kb():
+    # Its data (the model's weights and references) is weighed with the page
+    # in tests/site/test_model_lab.py.
+    names = ("attention-model.js", "attention-model.css")
+    sizes = {name: (STATIC / name).stat().st_size for name in names}
+    assert sum(sizes.values()) <= 30_000, sizes
