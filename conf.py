@@ -319,6 +319,7 @@ WIDGET_ASSETS = {
     'data-attn-kind="lab"': ("attention-playground.css", "attention-playground.js"),
     'data-attn-kind="layout"': ("attention-layout.css", "attention-layout.js"),
     'data-attn-kind="quiz"': ("attention-quiz.css", "attention-quiz.js"),
+    'data-attn-kind="model-lab"': ("attention-model.css", "attention-model.js"),
 }
 # A widget's HTML, as a notebook output, carries a copy of its script and
 # stylesheet and a static table for where scripts do not run, between these

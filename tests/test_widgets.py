@@ -140,7 +140,8 @@ def test_the_book_form_is_the_portable_form_without_its_portable_part():
 @pytest.mark.parametrize(
     ("kind", "name"),
     [("heatmap", "attention-widgets"), ("steps", "attention-widgets"),
-     ("playground", "attention-playground"), ("heads", "attention-heads")],
+     ("playground", "attention-playground"), ("heads", "attention-heads"),
+     ("model-lab", "attention-model"), ("layout", "attention-layout"), ("quiz", "attention-quiz")],
 )  # fmt: skip
 def test_each_widget_carries_its_script_and_stylesheet_once(kind, name):
     widget = playground() if kind == "playground" else Widget(kind, {}, label="x")
@@ -173,6 +174,9 @@ def test_the_scripts_guard_against_running_twice():
     play = (STATIC / "attention-playground.js").read_text(encoding="utf-8")
     assert "if (window.AttentionPlayground) {" in play
     assert "window.AttentionPlayground = { start };" in play
+    lab = (STATIC / "attention-model.js").read_text(encoding="utf-8")
+    assert "if (window.AttentionModelLab) {" in lab
+    assert "window.AttentionModelLab = { start," in lab
 
 
 def test_the_drawing_files_are_package_data():
@@ -180,6 +184,7 @@ def test_the_drawing_files_are_package_data():
     files = importlib.resources.files("attention") / "static"
     names = {"attention-widgets.js", "attention-widgets.css"}
     names |= {"attention-playground.js", "attention-playground.css"}
+    names |= {"attention-model.js", "attention-model.css"}
     assert names <= {f.name for f in files.iterdir()}
     assert Path(str(files)) == STATIC
 

@@ -53,6 +53,7 @@ ASSETS = {
     "lab": "attention-playground",
     "layout": "attention-layout",
     "quiz": "attention-quiz",
+    "model-lab": "attention-model",
 }
 
 _PORTABLE = "attn-portable"

@@ -34,9 +34,12 @@ WIDGET_TAG = re.compile(
 )
 
 
-def test_widget_script_and_styles_total_at_most_60_kb():
+def test_widget_script_and_styles_total_at_most_85_kb():
+    # 60 KB before the lab (issue 18) added its step-through and broken
+    # variants to the playground's script; pages stay under the first-load
+    # budget, which tests/site/test_weight.py checks.
     sizes = {name: (STATIC / name).stat().st_size for name in WIDGET_FILES}
-    assert sum(sizes.values()) <= 60_000, sizes
+    assert sum(sizes.values()) <= 85_000, sizes
 
 
 def test_layout_and_quiz_files_total_at_most_35_kb():
@@ -89,5 +92,16 @@ def test_widget_files_load_only_on_pages_with_widgets():
         for kind in ("layout", "quiz"):
             has_kind = f'data-attn-kind="{kind}"' in html
             assert (f"_static/attention-{kind}.js" in html) == has_kind, page.name
+        has_model = 'data-attn-kind="model-lab"' in html
+        assert ("_static/attention-model.js" in html) == has_model, page.name
     assert "attention-widgets.js" not in (SITE / "index.html").read_text(encoding="utf-8")
     assert "attention-playground.js" in (SITE / "playground.html").read_text(encoding="utf-8")
+    assert "attention-model.js" in (SITE / "playground.html").read_text(encoding="utf-8")
+
+
+def test_the_model_labs_script_and_styles_total_at_most_30_kb():
+    # Its data (the model's weights and references) is weighed with the page
+    # in tests/site/test_model_lab.py.
+    names = ("attention-model.js", "attention-model.css")
+    sizes = {name: (STATIC / name).stat().st_size for name in names}
+    assert sum(sizes.values()) <= 30_000, sizes
