@@ -14,7 +14,7 @@ import torch
 
 from attention.gpt import GPTConfig, GPTModel, generate
 from attention.kv_cache import KVCache, LayerKV
-from tests.conftest import C_COMPILER, CUDA, INDUCTOR_WARNINGS
+from tests.conftest import C_COMPILER, INDUCTOR_WARNINGS, needs_cuda
 
 CFG = GPTConfig(vocab_size=40, context_length=24, emb_dim=16, n_heads=4, n_layers=2, drop_rate=0.0)
 OPTIONS = [
@@ -200,7 +200,7 @@ def test_the_decode_step_compiles_as_one_graph(impl):
     assert counters["unique_graphs"] == 1  # one graph for every position
 
 
-@CUDA
+@needs_cuda
 def test_a_cuda_decode_step_never_synchronises():
     """Under sync_debug_mode "error", any host synchronisation in the step raises."""
     model = _model("sdpa", {"n_kv_heads": 2, "rope": True, "window": 4}, device="cuda")
