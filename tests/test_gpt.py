@@ -25,7 +25,7 @@ from attention.gpt import (
     generate_text_simple,
 )
 from attention.kv_cache import KVCache, LayerKV
-from tests.conftest import C_COMPILER, INDUCTOR_WARNINGS, random_tensor
+from tests.conftest import C_COMPILER, INDUCTOR_WARNINGS, generator, random_tensor
 
 BOOK = 1e-4
 TINY = GPTConfig(vocab_size=50, context_length=12, emb_dim=16, n_heads=4, n_layers=2)
@@ -99,16 +99,16 @@ def test_bad_config_dicts():
 
 
 @pytest.mark.parametrize("options", [{}, {"n_kv_heads": 1}, {"rope": True}, {"window": 3}], ids=str)
-def test_attn_impl_sdpa_gives_the_manual_logits(options):
+def test_attn_impl_sdpa_gives_the_manual_logits(device, options):
     cfg = GPTConfig(vocab_size=50, context_length=16, emb_dim=16, n_heads=4, n_layers=2)
     torch.manual_seed(0)
-    manual = GPTModel(cfg, **options).eval()
+    manual = GPTModel(cfg, **options).to(device).eval()
     torch.manual_seed(0)
-    fused = GPTModel(dataclasses.replace(cfg, attn_impl="sdpa"), **options).eval()
+    fused = GPTModel(dataclasses.replace(cfg, attn_impl="sdpa"), **options).to(device).eval()
     assert {block.att.impl for block in fused.trf_blocks} == {"sdpa"}
     assert {block.att.impl for block in manual.trf_blocks} == {"manual"}
-    ids = torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(1))
-    padding = torch.zeros(2, 9, dtype=torch.bool)
+    ids = torch.randint(0, 50, (2, 9), generator=generator(device, 1), device=device)
+    padding = torch.zeros(2, 9, dtype=torch.bool, device=device)
     padding[0, :3] = True  # left padding in the first sequence
     with torch.no_grad():
         for mask in (None, padding):
