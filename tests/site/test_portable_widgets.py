@@ -20,7 +20,7 @@ import nbformat
 import pytest
 import torch
 from nbclient import NotebookClient
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from attention import TOKENS, all_attention_scores, causal_mask, simple_self_attention, toy_inputs
 from attention.playground import playground
@@ -358,12 +358,19 @@ def _downloaded(page: str) -> nbformat.NotebookNode:
     return nbformat.read(SITE / "_sources" / f"{page}.ipynb", as_version=4)
 
 
+def _kinds(outputs: list[str]) -> list[str]:
+    """The kind of each output's widget, in order."""
+    return [re.search(r'data-attn-kind="([\w-]+)"', html)[1] for html in outputs]  # type: ignore[index]
+
+
 def _check_chapter_outputs(blank: Blank, outputs: list[str]) -> None:
-    assert len(outputs) == 3
+    # The chapter's question, its step-through and its two heatmaps.
+    assert _kinds(outputs) == ["quiz", "steps", "heatmap", "heatmap"]
     assert all(PORTABLE_START in html and PORTABLE_END in html for html in outputs)
     page = blank.show("")
     page.evaluate(AS_JUPYTER, outputs)
     assert page.locator(".attn-widget figure").count() == 3
+    expect(page.locator('.attn-widget[data-attn-kind="quiz"] [data-quiz="check"]')).to_have_count(1)
     assert page.locator(".attn-fallback").count() == 0
     weights = '.attn-widget[aria-label="Weight-free attention weights"]'
     _check_heatmap_cells(page, weights, _weights())
@@ -391,10 +398,18 @@ def test_the_book_page_shows_the_same_widgets_without_their_copies():
 
 def test_the_playground_notebook_output_draws_itself(blank):
     outputs = _widget_outputs(_downloaded("playground"))
-    assert len(outputs) == 1
+    assert _kinds(outputs) == ["lab", "playground", "layout", "model-lab"]
     page = blank.show("")
     page.evaluate(AS_JUPYTER, outputs)
-    assert page.locator('.attn-widget[data-attn-kind="playground"] .attn-pg').count() == 1
+    # Each drew from the script its own output carried (expect waits for the drawing).
+    drawn = {
+        "lab": "[data-lab-line]",
+        "playground": ".attn-pg",
+        "layout": '[data-lay="strip"]',
+        "model-lab": '[data-ml="text"]',
+    }
+    for kind, part in drawn.items():
+        expect(page.locator(f'.attn-widget[data-attn-kind="{kind}"] {part}').first).to_be_visible()
     assert page.locator(".attn-fallback").count() == 0
 
 
