@@ -21,8 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 # The parity, property and golden tests of every layer (chapters 3 to 8
-# included), flash attention, the KV cache, GPTModel, dropout and the
-# training helpers.
+# included), additive attention and the RNN models, RoPE, flash attention,
+# the KV cache, GPTModel, dropout and the training helpers.
 DEVICE_MODULES = (
     "test_attention_options.py",
     "test_causal.py",
@@ -34,7 +34,9 @@ DEVICE_MODULES = (
     "test_gpt.py",
     "test_kv_cache.py",
     "test_multihead.py",
+    "test_position.py",
     "test_properties.py",
+    "test_rnn.py",
     "test_scaling.py",
     "test_self_attention.py",
     "test_simple.py",
