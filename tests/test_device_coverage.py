@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 # The parity, property and golden tests of every layer (chapters 3 to 8
-# included), additive attention and the RNN models, RoPE, flash attention,
+# included), additive attention and the RNN models, RoPE, the attention-only model, flash attention,
 # the KV cache, GPTModel, dropout and the training helpers.
 DEVICE_MODULES = (
     "test_attention_options.py",
@@ -32,6 +32,7 @@ DEVICE_MODULES = (
     "test_flash.py",
     "test_generate.py",
     "test_gpt.py",
+    "test_induction.py",
     "test_kv_cache.py",
     "test_multihead.py",
     "test_position.py",
