@@ -21,8 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 # The parity, property and golden tests of every layer (chapters 3 to 8
-# included), additive attention and the RNN models, RoPE, the attention-only model, flash attention,
-# the KV cache, GPTModel, dropout and the training helpers.
+# included), additive attention and the RNN models, RoPE, the attention-only
+# model, the shortcut experiment, flash attention, the KV cache, GPTModel,
+# dropout and the training helpers.
 DEVICE_MODULES = (
     "test_attention_options.py",
     "test_causal.py",
@@ -40,6 +41,7 @@ DEVICE_MODULES = (
     "test_rnn.py",
     "test_scaling.py",
     "test_self_attention.py",
+    "test_shortcut.py",
     "test_simple.py",
     "test_training.py",
 )
