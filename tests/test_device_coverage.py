@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The parity, property and golden tests of every layer (chapters 3 to 8
 # included), additive attention and the RNN models, RoPE, the attention-only
-# model, the shortcut experiment, flash attention, the KV cache, GPTModel,
-# dropout and the training helpers.
+# model, the shortcut experiment, the multi-head tracer, flash attention, the
+# KV cache, GPTModel, dropout and the training helpers.
 DEVICE_MODULES = (
     "test_attention_options.py",
     "test_causal.py",
@@ -43,6 +43,7 @@ DEVICE_MODULES = (
     "test_self_attention.py",
     "test_shortcut.py",
     "test_simple.py",
+    "test_tracing.py",
     "test_training.py",
 )
 
