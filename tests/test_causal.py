@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 
-from attention import CausalAttention, SelfAttentionV2, causal_mask, masked_softmax
+from attention import CausalAttention, SelfAttentionV2, causal_mask, masked_softmax, toy_inputs
 
 BOOK = 1e-4
 
@@ -51,33 +51,37 @@ CAUSAL_SEED_123 = [
 
 
 def _close(actual, expected) -> bool:
-    return torch.allclose(actual, torch.tensor(expected), atol=BOOK, rtol=0)
+    """The book's printed numbers, compared on the device ``actual`` lives on."""
+    return torch.allclose(actual, torch.tensor(expected, device=actual.device), atol=BOOK, rtol=0)
 
 
-def test_masking_the_v2_weights_both_ways(inputs):
+# The seeded layers are built on the CPU, where the book drew their weights, and
+# then moved: the same weights on every device, so CUDA must give the goldens too.
+def test_masking_the_v2_weights_both_ways(device):
+    inputs = toy_inputs(device=device)
     torch.manual_seed(789)
-    sa_v2 = SelfAttentionV2(3, 2)
+    sa_v2 = SelfAttentionV2(3, 2).to(device)
     _, weights = sa_v2(inputs, return_weights=True)
     assert _close(weights, UNMASKED)
 
-    keep = torch.tril(torch.ones(6, 6))
+    keep = torch.tril(torch.ones(6, 6, device=device))
     zeroed = weights * keep
     renormalised = zeroed / zeroed.sum(dim=-1, keepdim=True)
     assert _close(renormalised, MASKED)
 
     scores = sa_v2.W_query(inputs) @ sa_v2.W_key(inputs).T
-    masked = scores.masked_fill(causal_mask(6), -torch.inf)
+    masked = scores.masked_fill(causal_mask(6, device=device), -torch.inf)
     for i, row in enumerate(MASKED_SCORES):
         assert _close(masked[i, : i + 1], row)
         assert masked[i, i + 1 :].eq(-torch.inf).all()
-    via_inf = masked_softmax(scores / 2**0.5, causal_mask(6))
+    via_inf = masked_softmax(scores / 2**0.5, causal_mask(6, device=device))
     assert _close(via_inf, MASKED)
     assert torch.allclose(via_inf, renormalised, atol=1e-6)
 
 
-def test_causal_attention_seed_123(batch):
+def test_causal_attention_seed_123(device_batch):
     torch.manual_seed(123)
-    out = CausalAttention(3, 2, 6, 0.0)(batch)
+    out = CausalAttention(3, 2, 6, 0.0).to(device_batch.device)(device_batch)
     assert out.shape == (2, 6, 2)
     assert _close(out[0], CAUSAL_SEED_123)
     assert _close(out[1], CAUSAL_SEED_123)
@@ -95,9 +99,12 @@ def test_modules_created_in_the_books_order():
     assert torch.equal(layer.mask, torch.triu(torch.ones(6, 6), diagonal=1))  # exact: 0s and 1s
 
 
-def test_shorter_sequences_use_a_slice_of_the_mask(batch):
+def test_shorter_sequences_use_a_slice_of_the_mask(device_batch):
+    """The mask buffer moves with the layer; a slice of it serves shorter inputs."""
+    batch = device_batch
     torch.manual_seed(123)
-    layer = CausalAttention(3, 2, 6, 0.0)
+    layer = CausalAttention(3, 2, 6, 0.0).to(batch.device)
+    assert layer.mask.device == batch.device
     full = layer(batch)
     assert torch.allclose(layer(batch[:, :4]), full[:, :4], atol=1e-6)
 
@@ -112,16 +119,18 @@ def _saved_with_the_mask(layer: torch.nn.Module) -> dict[str, torch.Tensor]:
     return torch.load(buffer, weights_only=True)
 
 
-def test_the_mask_is_not_saved_but_old_checkpoints_load_at_any_context_length(batch):
+def test_the_mask_is_not_saved_but_old_checkpoints_load_at_any_context_length(device_batch):
+    batch = device_batch
     torch.manual_seed(123)
-    layer = CausalAttention(3, 2, 6, 0.0)
+    layer = CausalAttention(3, 2, 6, 0.0).to(batch.device)
     assert list(layer.state_dict()) == ["W_query.weight", "W_key.weight", "W_value.weight"]
     saved = _saved_with_the_mask(layer)
     assert saved["mask"].shape == (6, 6)
     for context_length in (6, 4, 12):  # the saved (6, 6) mask fits none but the first
-        target = CausalAttention(3, 2, context_length, 0.0)
+        target = CausalAttention(3, 2, context_length, 0.0).to(batch.device)
         target.load_state_dict(saved)  # strict: the stale "mask" entry is dropped
-        expected = torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        ones = torch.ones(context_length, context_length, device=batch.device)
+        expected = torch.triu(ones, diagonal=1)
         assert torch.equal(target.mask, expected)  # exact: zeros and ones
         tokens = min(context_length, 6)
         # exact: the same weights and the same operations on the same tokens
@@ -131,28 +140,33 @@ def test_the_mask_is_not_saved_but_old_checkpoints_load_at_any_context_length(ba
         target.load_state_dict({**saved, "other": torch.zeros(1)})
 
 
-def test_why_not_zero(inputs):
+def test_why_not_zero(device):
     """Filling blocked scores with 0 instead of -inf still gives them weight."""
+    inputs = toy_inputs(device=device)
     scores = inputs @ inputs.T
-    mask = causal_mask(6)
+    mask = causal_mask(6, device=device)
     with_zero = torch.softmax(scores.masked_fill(mask, 0.0), dim=-1)
     assert (with_zero.masked_select(mask) > 0).all()
     assert (masked_softmax(scores, mask).masked_select(mask) == 0).all()  # exact: exp(-inf) = 0
 
 
-def test_fully_masked_row_is_zero_not_nan():
-    scores = torch.rand(3, 3)
-    blocked = torch.tensor([[True, True, True], [False, True, True], [False, False, False]])
+def test_fully_masked_row_is_zero_not_nan(device):
+    scores = torch.rand(3, 3).to(device)
+    blocked = torch.tensor(
+        [[True, True, True], [False, True, True], [False, False, False]], device=device
+    )
     weights = masked_softmax(scores, blocked)
-    assert torch.equal(weights[0], torch.zeros(3))  # exact: a fully blocked row is filled with 0
+    zeros = torch.zeros(3, device=device)
+    assert torch.equal(weights[0], zeros)  # exact: a fully blocked row is filled with 0
     assert not weights.isnan().any()
     plain = torch.softmax(scores.masked_fill(blocked, -torch.inf), dim=-1)
     assert plain[0].isnan().all()  # what the masked softmax protects against
 
 
-def test_causal_mask_polarity():
-    mask = causal_mask(4)
+def test_causal_mask_polarity(device):
+    mask = causal_mask(4, device=device)
     assert mask.dtype == torch.bool
+    assert mask.device.type == device.type
     assert not mask.diagonal().any()  # a token sees itself
     assert mask[0, 3]  # True = blocked: token 0 may not see token 3
     assert not mask[3, 0]  # but token 3 may see token 0

@@ -20,19 +20,30 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The parity, property and golden tests of every layer, flash attention, the KV
-# cache, GPTModel, dropout and the training helpers.
+# The parity, property and golden tests of every layer (chapters 3 to 8
+# included), additive attention and the RNN models, RoPE, the attention-only
+# model, the shortcut experiment, the multi-head tracer, flash attention, the
+# KV cache, GPTModel, dropout and the training helpers.
 DEVICE_MODULES = (
     "test_attention_options.py",
+    "test_causal.py",
     "test_cross_attention.py",
     "test_devices.py",
     "test_dropout.py",
     "test_flash.py",
     "test_generate.py",
     "test_gpt.py",
+    "test_induction.py",
     "test_kv_cache.py",
+    "test_multihead.py",
+    "test_position.py",
     "test_properties.py",
+    "test_rnn.py",
     "test_scaling.py",
+    "test_self_attention.py",
+    "test_shortcut.py",
+    "test_simple.py",
+    "test_tracing.py",
     "test_training.py",
 )
 

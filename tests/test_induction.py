@@ -13,17 +13,24 @@ from attention.induction import (
     attention_patterns,
     repeated_tokens,
 )
+from tests.conftest import generator
 
 TINY = InductionConfig(vocab_size=8, context_length=8, emb_dim=8, n_heads=2)
 
 
-def _model(config: InductionConfig = TINY, seed: int = 0) -> AttentionOnlyTransformer:
+def _model(
+    config: InductionConfig = TINY, seed: int = 0, device: torch.device | str = "cpu"
+) -> AttentionOnlyTransformer:
+    """The seeded model, drawn on the CPU (the same weights everywhere), then moved."""
     torch.manual_seed(seed)
-    return AttentionOnlyTransformer(config)
+    return AttentionOnlyTransformer(config).to(device)
 
 
-def _tokens(seed: int, batch: int, length: int, vocab: int = 8) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
+def _tokens(
+    seed: int, batch: int, length: int, vocab: int = 8, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Repeated tokens drawn on ``device`` (repeated_tokens draws on its generator's)."""
+    g = generator(device, seed)
     return repeated_tokens(batch, length, vocab_size=vocab, generator=g)
 
 
@@ -31,7 +38,8 @@ def _tokens(seed: int, batch: int, length: int, vocab: int = 8) -> torch.Tensor:
 
 
 def test_repeated_tokens_golden_values():
-    x = repeated_tokens(2, 3, vocab_size=10, generator=torch.Generator().manual_seed(0), tokens=7)
+    g = torch.Generator().manual_seed(0)  # cpu: the golden ids are the CPU generator's draws
+    x = repeated_tokens(2, 3, vocab_size=10, generator=g, tokens=7)
     assert x.tolist() == [[4, 9, 3, 4, 9, 3, 4], [0, 3, 9, 0, 3, 9, 0]]
 
 
@@ -41,10 +49,9 @@ def test_repeated_tokens_golden_values():
     n=st.integers(1, 9),
     extra=st.integers(0, 20),
 )
-def test_repeated_tokens_are_periodic(seed, b, n, extra):
-    x = repeated_tokens(
-        b, n, vocab_size=5, generator=torch.Generator().manual_seed(seed), tokens=n + extra
-    )
+def test_repeated_tokens_are_periodic(device, seed, b, n, extra):
+    x = repeated_tokens(b, n, vocab_size=5, generator=generator(device, seed), tokens=n + extra)
+    assert x.device.type == device.type
     assert x.shape == (b, n + extra)
     assert x.dtype == torch.int64
     assert x.min() >= 0
@@ -67,13 +74,15 @@ def test_repeated_tokens_default_to_two_copies_and_leave_the_global_state_alone(
 # -- the model -----------------------------------------------------------------
 
 
-def test_model_shapes_and_weights():
-    model = _model()
-    x = _tokens(0, 3, 4)  # (3, 8)
+def test_model_shapes_and_weights(device):
+    model = _model(device=device)
+    x = _tokens(0, 3, 4, device=device)  # (3, 8)
     logits, weights = model(x, return_weights=True)
     assert logits.shape == (3, 8, 8)
     assert weights.shape == (3, 2, 2, 8, 8)  # (B, N, H, T, T)
-    assert torch.allclose(weights.sum(dim=-1), torch.ones(3, 2, 2, 8), atol=1e-6, rtol=0)
+    assert torch.allclose(
+        weights.sum(dim=-1), torch.ones(3, 2, 2, 8, device=device), atol=1e-6, rtol=0
+    )
     assert torch.equal(model(x), logits)  # exact: the same model on the same ids again
 
 
@@ -89,11 +98,11 @@ def test_model_has_no_mlp_and_no_norm():
     }
 
 
-def test_model_is_causal():
-    model = _model()
-    x = _tokens(1, 2, 4)
+def test_model_is_causal(device):
+    model = _model(device=device)
+    x = _tokens(1, 2, 4, device=device)
     weights = model(x, return_weights=True)[1]
-    above = torch.ones(8, 8, dtype=torch.bool).triu(diagonal=1)
+    above = torch.ones(8, 8, dtype=torch.bool, device=device).triu(diagonal=1)
     assert (weights[..., above] == 0).all()  # exact: exp(-inf) = 0
     changed = x.clone()
     changed[:, 5:] = (changed[:, 5:] + 1) % 8  # change only the future of position 4
@@ -102,9 +111,9 @@ def test_model_is_causal():
     assert not torch.allclose(model(changed)[:, 5:], model(x)[:, 5:], atol=1e-5, rtol=0)
 
 
-def test_attention_patterns_are_one_sequences_weights():
-    model = _model()
-    x = _tokens(2, 1, 3)[0]  # (6,)
+def test_attention_patterns_are_one_sequences_weights(device):
+    model = _model(device=device)
+    x = _tokens(2, 1, 3, device=device)[0]  # (6,)
     patterns = attention_patterns(model, x)
     assert patterns.shape == (2, 2, 6, 6)  # (N, H, T, T)
     # exact: attention_patterns runs the same forward pass on the same ids
@@ -112,18 +121,18 @@ def test_attention_patterns_are_one_sequences_weights():
     assert not patterns.requires_grad
 
 
-def test_same_seed_same_model():
-    x = _tokens(0, 2, 4)
+def test_same_seed_same_model(device):
+    x = _tokens(0, 2, 4, device=device)
     # exact: the same seed draws the same weights; then the same operations
-    assert torch.equal(_model(seed=5)(x), _model(seed=5)(x))
-    assert not torch.equal(_model(seed=5)(x), _model(seed=6)(x))
+    assert torch.equal(_model(seed=5, device=device)(x), _model(seed=5, device=device)(x))
+    assert not torch.equal(_model(seed=5, device=device)(x), _model(seed=6, device=device)(x))
 
 
 # -- errors --------------------------------------------------------------------
 
 
 def test_bad_inputs_raise_named_errors():
-    g = torch.Generator()
+    g = torch.Generator()  # cpu: about the arguments, not the draws
     with pytest.raises(TypeError, match="generator"):
         repeated_tokens(2, 3, vocab_size=5, generator=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="tokens must be >= length=3"):

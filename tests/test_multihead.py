@@ -32,21 +32,26 @@ MHA_SEED_123 = [
 
 
 def _close(actual, expected) -> bool:
-    return torch.allclose(actual, torch.tensor(expected), atol=BOOK, rtol=0)
+    """The book's printed numbers, compared on the device ``actual`` lives on."""
+    return torch.allclose(actual, torch.tensor(expected, device=actual.device), atol=BOOK, rtol=0)
 
 
-def test_wrapper_seed_123(batch):
+# The seeded layers are built on the CPU, where the book drew their weights, and
+# then moved: the same weights on every device, so CUDA must give the goldens too.
+def test_wrapper_seed_123(device_batch):
     torch.manual_seed(123)
-    out = MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2)(batch)
+    layer = MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2).to(device_batch.device)
+    out = layer(device_batch)
     assert out.shape == (2, 6, 4)
     assert _close(out[0], WRAPPER_SEED_123)
     assert _close(out[1], WRAPPER_SEED_123)
 
 
 @pytest.mark.parametrize("impl", ["manual", "sdpa"])
-def test_multihead_seed_123(batch, impl):
+def test_multihead_seed_123(device_batch, impl):
     torch.manual_seed(123)
-    out = MultiHeadAttention(3, 2, 6, 0.0, num_heads=2, impl=impl)(batch)
+    layer = MultiHeadAttention(3, 2, 6, 0.0, num_heads=2, impl=impl).to(device_batch.device)
+    out = layer(device_batch)
     assert out.shape == (2, 6, 2)
     assert _close(out[0], MHA_SEED_123)
     assert _close(out[1], MHA_SEED_123)
@@ -71,9 +76,10 @@ def test_modules_created_in_the_books_order():
     assert layer.W_query.bias is None
 
 
-def test_wrapper_returns_every_heads_weights(batch):
+def test_wrapper_returns_every_heads_weights(device_batch):
+    batch = device_batch
     torch.manual_seed(123)
-    wrapper = MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=3)
+    wrapper = MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=3).to(batch.device)
     context, weights = wrapper(batch, return_weights=True)
     assert weights.shape == (2, 3, 6, 6)
     for h, head in enumerate(wrapper.heads):
@@ -84,18 +90,21 @@ def test_wrapper_returns_every_heads_weights(batch):
         assert torch.equal(context[..., 2 * h : 2 * h + 2], head_context)
 
 
-def test_multihead_weights_are_causal_per_head(batch):
+def test_multihead_weights_are_causal_per_head(device_batch):
     torch.manual_seed(0)
-    _, weights = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)(batch, return_weights=True)
+    layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2).to(device_batch.device)
+    _, weights = layer(device_batch, return_weights=True)
     assert weights.shape == (2, 2, 6, 6)
     assert (weights.triu(diagonal=1) == 0).all()  # exact: exp(-inf) = 0
 
 
-def test_sdpa_impl_follows_in_place_weight_updates(batch):
+def test_sdpa_impl_follows_in_place_weight_updates(device_batch):
     """The stacked Q, K, V weight is rebuilt on each call, never a stale copy."""
+    batch = device_batch
     torch.manual_seed(3)
-    manual = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, qkv_bias=True)
+    manual = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, qkv_bias=True).to(batch.device)
     fast = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, qkv_bias=True, impl="sdpa")
+    fast.to(batch.device)
     fast.load_state_dict(manual.state_dict())
     with torch.no_grad():
         before = fast(batch)
@@ -120,25 +129,28 @@ def test_the_sdpa_impl_keeps_no_mask():
     assert "mask" not in manual.state_dict()
 
 
-def test_old_checkpoints_load_into_either_impl_at_any_context_length(batch):
+def test_old_checkpoints_load_into_either_impl_at_any_context_length(device_batch):
+    batch = device_batch
     torch.manual_seed(123)
-    layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
+    layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2).to(batch.device)
     saved = _saved_with_the_mask(layer)
     assert "mask" in saved
     for impl in ("manual", "sdpa"):
         for context_length in (6, 10):
             target = MultiHeadAttention(3, 4, context_length, 0.0, num_heads=2, impl=impl)
+            target.to(batch.device)
             target.load_state_dict(saved)  # strict: the stale "mask" entry is dropped
             assert torch.allclose(target(batch), layer(batch), atol=1e-6)
 
 
-def test_an_sdpa_layer_builds_the_causal_mask_where_one_is_read(batch):
+def test_an_sdpa_layer_builds_the_causal_mask_where_one_is_read(device_batch):
     """With a padding mask, or switched to the manual path, it gives the manual layer's output."""
+    batch = device_batch
     torch.manual_seed(4)
-    manual = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
-    fast = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl="sdpa")
+    manual = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2).to(batch.device)
+    fast = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl="sdpa").to(batch.device)
     fast.load_state_dict(manual.state_dict())
-    padding = torch.zeros(2, 6, dtype=torch.bool)
+    padding = torch.zeros(2, 6, dtype=torch.bool, device=batch.device)
     padding[1, :2] = True
     expected = manual(batch, padding_mask=padding)
     assert torch.allclose(fast(batch, padding_mask=padding), expected, atol=1e-6)

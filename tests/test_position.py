@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attention.position import apply_rope, rope_angles, sinusoidal_positions
+from tests.conftest import random_tensor
 
 
 def test_sinusoidal_positions_follow_the_papers_formula() -> None:
@@ -32,9 +33,10 @@ def test_sinusoidal_dot_products_depend_only_on_distance() -> None:
 def rope_by_complex_numbers(x: torch.Tensor, offset: int = 0) -> torch.Tensor:
     """RoPE as in the RoFormer paper: each feature pair a complex number, times e^(i p theta)."""
     t, d = x.shape[-2], x.shape[-1]
-    theta = 10_000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
-    p = torch.arange(offset, offset + t, dtype=torch.float64)
-    turn = torch.polar(torch.ones(t, d // 2, dtype=torch.float64), p[:, None] * theta)
+    f64 = {"dtype": torch.float64, "device": x.device}
+    theta = 10_000.0 ** (-torch.arange(0, d, 2, **f64) / d)
+    p = torch.arange(offset, offset + t, **f64)
+    turn = torch.polar(torch.ones(t, d // 2, **f64), p[:, None] * theta)
     z = torch.view_as_complex(x.double().reshape(*x.shape[:-1], d // 2, 2).contiguous())
     return torch.view_as_real(z * turn).reshape(x.shape).to(x.dtype)
 
@@ -45,15 +47,14 @@ def rope_by_complex_numbers(x: torch.Tensor, offset: int = 0) -> torch.Tensor:
     offset=st.integers(0, 100),
     seed=st.integers(0, 2**16),
 )
-def test_rope_equals_the_complex_number_definition(t, half, offset, seed) -> None:
-    x = torch.randn(2, 3, t, 2 * half, generator=torch.Generator().manual_seed(seed))
+def test_rope_equals_the_complex_number_definition(device, t, half, offset, seed) -> None:
+    x = random_tensor(seed, 2, 3, t, 2 * half, device=device)
     expected = rope_by_complex_numbers(x, offset)
     assert torch.allclose(apply_rope(x, offset=offset), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_rope_keeps_norms_and_scores_depend_only_on_distance() -> None:
-    g = torch.Generator().manual_seed(0)
-    q, k = torch.randn(1, 16, generator=g), torch.randn(1, 16, generator=g)  # one query, one key
+def test_rope_keeps_norms_and_scores_depend_only_on_distance(device) -> None:
+    q, k = random_tensor(0, 1, 16, device=device), random_tensor(1, 1, 16, device=device)
     rotated_q = apply_rope(q.expand(40, 16))  # (T, D): the same query at positions 0..39
     rotated_k = apply_rope(k.expand(40, 16))
     assert torch.allclose(rotated_q.norm(dim=-1), q.norm(), atol=1e-5, rtol=0)
@@ -63,20 +64,20 @@ def test_rope_keeps_norms_and_scores_depend_only_on_distance() -> None:
         assert torch.allclose(diagonal, diagonal[0].expand_as(diagonal), atol=1e-4, rtol=0)
 
 
-def test_rope_offset_continues_the_positions() -> None:
-    x = torch.randn(2, 10, 8, generator=torch.Generator().manual_seed(1))
+def test_rope_offset_continues_the_positions(device) -> None:
+    x = random_tensor(1, 2, 10, 8, device=device)
     whole = apply_rope(x)
     assert torch.allclose(apply_rope(x[:, 6:], offset=6), whole[:, 6:], atol=1e-6, rtol=0)
 
 
-def test_rope_at_position_zero_changes_nothing() -> None:
-    x = torch.randn(1, 8)
+def test_rope_at_position_zero_changes_nothing(device) -> None:
+    x = random_tensor(0, 1, 8, device=device)
     assert torch.equal(apply_rope(x), x)  # exact: cos 0 = 1 and sin 0 = 0 are exact
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_rope_keeps_the_dtype(dtype) -> None:
-    x = torch.randn(4, 6).to(dtype)
+def test_rope_keeps_the_dtype(device, dtype) -> None:
+    x = random_tensor(0, 4, 6, device=device).to(dtype)
     out = apply_rope(x)
     assert out.dtype == dtype
     expected = apply_rope(x.float()).to(dtype)

@@ -21,46 +21,47 @@ from attention.rnn import (
     Seq2SeqConfig,
     digit_batch,
 )
-from tests.conftest import random_tensor
+from tests.conftest import generator, random_tensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _model(attention: bool, seed: int = 0) -> Seq2Seq:
+def _model(attention: bool, seed: int = 0, device: torch.device | str = "cpu") -> Seq2Seq:
     torch.manual_seed(seed)
-    return Seq2Seq(Seq2SeqConfig(attention=attention, embed_size=4, hidden_size=8))
+    return Seq2Seq(Seq2SeqConfig(attention=attention, embed_size=4, hidden_size=8)).to(device)
 
 
-def _digits(seed: int, batch: int, length: int) -> torch.Tensor:
-    return digit_batch(batch, length, generator=torch.Generator().manual_seed(seed))[0]
+def _digits(seed: int, batch: int, length: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A batch of digit strings drawn on ``device`` (digit_batch draws on its generator's)."""
+    return digit_batch(batch, length, generator=generator(device, seed))[0]
 
 
 # -- the task ------------------------------------------------------------------
 
 
 def test_digit_batch_golden_values():
-    source, target = digit_batch(2, 6, generator=torch.Generator().manual_seed(0))
+    source, target = digit_batch(2, 6, generator=torch.Generator().manual_seed(0))  # cpu: golden
     assert source.tolist() == [[4, 9, 3, 0, 3, 9], [7, 3, 7, 3, 1, 6]]
     assert torch.equal(target, source)  # exact: integer digits
 
 
 def test_digit_batch_is_deterministic_and_leaves_the_global_state_alone():
+    # About the CPU's global generator: the draws here stay on the CPU.
     state = torch.random.get_rng_state()
-    first = digit_batch(4, 7, generator=torch.Generator().manual_seed(3), task="reverse")
-    again = digit_batch(4, 7, generator=torch.Generator().manual_seed(3), task="reverse")
+    first = digit_batch(4, 7, generator=torch.Generator().manual_seed(3), task="reverse")  # cpu:
+    again = digit_batch(4, 7, generator=torch.Generator().manual_seed(3), task="reverse")  # cpu:
     assert torch.equal(torch.random.get_rng_state(), state)  # exact: the state's bytes
     # exact: integer digits
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
-    other = digit_batch(4, 7, generator=torch.Generator().manual_seed(4), task="reverse")
+    other = digit_batch(4, 7, generator=torch.Generator().manual_seed(4), task="reverse")  # cpu:
     assert not torch.equal(first[0], other[0])  # exact: integer digits
 
 
 @given(seed=st.integers(0, 2**31 - 1), b=st.integers(1, 4), s=st.integers(1, 12))
-def test_targets_are_the_copy_or_the_reversal(seed, b, s):
-    source, copied = digit_batch(b, s, generator=torch.Generator().manual_seed(seed))
-    same, reversed_ = digit_batch(
-        b, s, generator=torch.Generator().manual_seed(seed), task="reverse"
-    )
+def test_targets_are_the_copy_or_the_reversal(device, seed, b, s):
+    source, copied = digit_batch(b, s, generator=generator(device, seed))
+    same, reversed_ = digit_batch(b, s, generator=generator(device, seed), task="reverse")
+    assert source.device.type == device.type
     assert torch.equal(source, same)  # exact: integer digits
     assert source.shape == (b, s)
     assert source.dtype == torch.int64
@@ -74,10 +75,10 @@ def test_targets_are_the_copy_or_the_reversal(seed, b, s):
 # -- additive attention ---------------------------------------------------------
 
 
-def test_additive_attention_equals_a_loop_over_positions():
+def test_additive_attention_equals_a_loop_over_positions(device):
     torch.manual_seed(0)
-    attend = AdditiveAttention(3, 4, 5)
-    query, keys = random_tensor(1, 2, 3), random_tensor(2, 2, 6, 4)
+    attend = AdditiveAttention(3, 4, 5).to(device)
+    query, keys = random_tensor(1, 2, 3, device=device), random_tensor(2, 2, 6, 4, device=device)
     context, weights = attend(query, keys)
     W_s, b_s = attend.W_s.weight, attend.W_s.bias
     W_h, v = attend.W_h.weight, attend.v.weight[0]
@@ -91,9 +92,9 @@ def test_additive_attention_equals_a_loop_over_positions():
         assert torch.allclose(context[b], blended, atol=1e-6)
 
 
-def test_precomputed_keys_give_the_same_result():
-    attend = AdditiveAttention(3, 4, 5)
-    query, keys = random_tensor(1, 2, 3), random_tensor(2, 2, 6, 4)
+def test_precomputed_keys_give_the_same_result(device):
+    attend = AdditiveAttention(3, 4, 5).to(device)
+    query, keys = random_tensor(1, 2, 3, device=device), random_tensor(2, 2, 6, 4, device=device)
     plain = attend(query, keys)
     cached = attend(query, keys, attend.W_h(keys))
     # exact: the precomputed keys are the same W_h(keys) the layer computes itself
@@ -106,33 +107,34 @@ def test_precomputed_keys_give_the_same_result():
     s=st.integers(1, 9),
     scale=st.floats(0.1, 50.0),
 )
-def test_weights_are_non_negative_and_sum_to_one(seed, b, s, scale):
+def test_weights_are_non_negative_and_sum_to_one(device, seed, b, s, scale):
     torch.manual_seed(seed)
-    attend = AdditiveAttention(3, 4, 5)
+    attend = AdditiveAttention(3, 4, 5).to(device)
     context, weights = attend(
-        random_tensor(seed, b, 3) * scale, random_tensor(seed + 1, b, s, 4) * scale
+        random_tensor(seed, b, 3, device=device) * scale,
+        random_tensor(seed + 1, b, s, 4, device=device) * scale,
     )
     assert weights.shape == (b, s)
     assert context.shape == (b, 4)
     assert (weights >= 0).all()
-    assert torch.allclose(weights.sum(dim=-1), torch.ones(b), atol=1e-6)
+    assert torch.allclose(weights.sum(dim=-1), torch.ones(b, device=device), atol=1e-6)
 
 
 # -- encoder, decoders, model ---------------------------------------------------
 
 
-def test_shapes_of_every_component():
-    source = _digits(0, 3, 5)  # (B, S)
-    states, last = Encoder(4, 8)(source)
+def test_shapes_of_every_component(device):
+    source = _digits(0, 3, 5, device)  # (B, S)
+    states, last = Encoder(4, 8).to(device)(source)
     assert states.shape == (3, 5, 8)
     assert last.shape == (3, 8)
     assert torch.equal(states[:, -1], last)  # exact: the GRU returns its last state twice
-    tokens = torch.full((3, 7), BOS)  # (B, T)
-    logits, state, weights = Decoder(4, 8)(tokens, last, states)
+    tokens = torch.full((3, 7), BOS, device=device)  # (B, T)
+    logits, state, weights = Decoder(4, 8).to(device)(tokens, last, states)
     assert logits.shape == (3, 7, VOCAB_SIZE)
     assert state.shape == (3, 8)
     assert weights is None
-    logits, state, weights = AttentionDecoder(4, 8, 6)(tokens, last, states)
+    logits, state, weights = AttentionDecoder(4, 8, 6).to(device)(tokens, last, states)
     assert logits.shape == (3, 7, VOCAB_SIZE)
     assert state.shape == (3, 8)
     assert weights is not None
@@ -140,9 +142,9 @@ def test_shapes_of_every_component():
 
 
 @pytest.mark.parametrize("attention", [False, True])
-def test_seq2seq_shapes_with_and_without_a_target(attention):
-    model = _model(attention)
-    source, target = _digits(0, 3, 5), _digits(1, 3, 4)
+def test_seq2seq_shapes_with_and_without_a_target(device, attention):
+    model = _model(attention, device=device)
+    source, target = _digits(0, 3, 5, device), _digits(1, 3, 4, device)
     logits, weights = model(source, target)
     assert logits.shape == (3, 4, VOCAB_SIZE)
     greedy, greedy_weights = model(source)
@@ -158,11 +160,11 @@ def test_seq2seq_shapes_with_and_without_a_target(attention):
 
 
 @pytest.mark.parametrize("attention", [False, True])
-def test_greedy_decoding_equals_teacher_forcing_on_its_own_answers(attention):
+def test_greedy_decoding_equals_teacher_forcing_on_its_own_answers(device, attention):
     # Greedy decoding runs one step per call; teacher forcing runs the whole
     # string at once. Fed the greedy answers, the two must agree.
-    model = _model(attention)
-    source = _digits(2, 4, 6)
+    model = _model(attention, device=device)
+    source = _digits(2, 4, 6, device)
     greedy, greedy_weights = model(source)
     forced, forced_weights = model(source, greedy.argmax(dim=-1))
     assert torch.allclose(greedy, forced, atol=1e-5)
@@ -172,12 +174,13 @@ def test_greedy_decoding_equals_teacher_forcing_on_its_own_answers(attention):
         assert torch.allclose(greedy_weights, forced_weights, atol=1e-6)
 
 
-def test_the_plain_decoder_depends_only_on_the_last_encoder_state():
-    model = _model(attention=False)
-    a, b = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[9, 9, 3, 4]])
+def test_the_plain_decoder_depends_only_on_the_last_encoder_state(device):
+    model = _model(attention=False, device=device)
+    a = torch.tensor([[1, 2, 3, 4]], device=device)
+    b = torch.tensor([[9, 9, 3, 4]], device=device)
     states_a, last_a = model.encoder(a)
     states_b, _ = model.encoder(b)
-    tokens = torch.tensor([[BOS, 5, 6]])
+    tokens = torch.tensor([[BOS, 5, 6]], device=device)
     # exact: the plain decoder never reads the states, so both run the same operations
     assert torch.equal(
         model.decoder(tokens, last_a, states_a)[0], model.decoder(tokens, last_a, states_b)[0]
@@ -188,7 +191,7 @@ def test_the_plain_decoder_depends_only_on_the_last_encoder_state():
 
 
 def test_bad_task_arguments():
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(0)  # cpu: about the arguments, not the draws
     with pytest.raises(ValueError, match=r"length must be a positive int, got 0"):
         digit_batch(2, 0, generator=g)
     with pytest.raises(TypeError, match=r"batch_size must be a positive int, got float 2.0"):

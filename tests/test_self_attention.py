@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from attention import SelfAttentionV1, SelfAttentionV2
+from attention import SelfAttentionV1, SelfAttentionV2, toy_inputs
 
 BOOK = 1e-4
 
@@ -33,12 +33,16 @@ V2_SEED_789 = [
 
 
 def _close(actual, expected) -> bool:
-    return torch.allclose(actual, torch.tensor(expected), atol=BOOK, rtol=0)
+    """The book's printed numbers, compared on the device ``actual`` lives on."""
+    return torch.allclose(actual, torch.tensor(expected, device=actual.device), atol=BOOK, rtol=0)
 
 
-def test_step_by_step_for_journey(inputs):
+# The seeded layers are built on the CPU, where the book drew their weights, and
+# then moved: the same weights on every device, so CUDA must give the goldens too.
+def test_step_by_step_for_journey(device):
+    inputs = toy_inputs(device=device)
     torch.manual_seed(123)
-    layer = SelfAttentionV1(3, 2)
+    layer = SelfAttentionV1(3, 2).to(device)
     x_2 = inputs[1]
     query = x_2 @ layer.W_query
     keys = inputs @ layer.W_key
@@ -56,20 +60,23 @@ def test_step_by_step_for_journey(inputs):
     assert torch.allclose(all_weights[1], weights, atol=1e-6, rtol=0)
 
 
-def test_v1_seed_123(inputs):
+def test_v1_seed_123(device):
     torch.manual_seed(123)
-    assert _close(SelfAttentionV1(3, 2)(inputs), V1_SEED_123)
+    layer = SelfAttentionV1(3, 2).to(device)
+    assert _close(layer(toy_inputs(device=device)), V1_SEED_123)
 
 
-def test_v2_seed_789(inputs):
+def test_v2_seed_789(device):
     torch.manual_seed(789)
-    assert _close(SelfAttentionV2(3, 2)(inputs), V2_SEED_789)
+    layer = SelfAttentionV2(3, 2).to(device)
+    assert _close(layer(toy_inputs(device=device)), V2_SEED_789)
 
 
-def test_v1_equals_v2_with_transposed_weights(inputs):
+def test_v1_equals_v2_with_transposed_weights(device):
+    inputs = toy_inputs(device=device)
     torch.manual_seed(789)
-    v2 = SelfAttentionV2(3, 2)
-    v1 = SelfAttentionV1(3, 2)
+    v2 = SelfAttentionV2(3, 2).to(device)
+    v1 = SelfAttentionV1(3, 2).to(device)
     with torch.no_grad():
         v1.W_query.copy_(v2.W_query.weight.T)
         v1.W_key.copy_(v2.W_key.weight.T)
@@ -83,9 +90,11 @@ def test_parameters_created_in_the_books_order():
         assert names == ["W_query", "W_key", "W_value"]
 
 
-def test_batched_input_equals_each_sequence(batch):
+def test_batched_input_equals_each_sequence(device_batch):
+    batch = device_batch
     torch.manual_seed(0)
     for layer in (SelfAttentionV1(3, 4), SelfAttentionV2(3, 4, qkv_bias=True)):
+        layer.to(device_batch.device)
         out = layer(batch)
         assert out.shape == (2, 6, 4)
         assert torch.allclose(out[1], layer(batch[1]), atol=1e-6)

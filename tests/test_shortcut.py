@@ -27,10 +27,12 @@ BOOK_GRADS_WITH = [
 @pytest.mark.parametrize(
     ("use_shortcut", "expected"), [(False, BOOK_GRADS_WITHOUT), (True, BOOK_GRADS_WITH)]
 )
-def test_shortcut_gradients_book_numbers(use_shortcut, expected):
+def test_shortcut_gradients_book_numbers(device, use_shortcut, expected):
+    # The weights are drawn on the CPU, as in the book, then moved: every device
+    # must give the book's gradients.
     torch.manual_seed(123)
-    net = DeepNetwork([3, 3, 3, 3, 3, 1], use_shortcut=use_shortcut)
-    grads = weight_gradient_means(net, torch.tensor([[1.0, 0.0, -1.0]]))
+    net = DeepNetwork([3, 3, 3, 3, 3, 1], use_shortcut=use_shortcut).to(device)
+    grads = weight_gradient_means(net, torch.tensor([[1.0, 0.0, -1.0]], device=device))
     assert list(grads) == [f"layers.{i}.0.weight" for i in range(5)]
     assert torch.allclose(torch.tensor(list(grads.values())), torch.tensor(expected), rtol=1e-4)
 

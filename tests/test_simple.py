@@ -15,6 +15,7 @@ from attention import (
     simple_self_attention,
     softmax_naive,
     softmax_stable,
+    toy_inputs,
 )
 from tests.conftest import random_tensor
 
@@ -52,28 +53,36 @@ ALL_CONTEXT = [
 
 
 def _close(actual: torch.Tensor, expected: list) -> bool:
-    return torch.allclose(actual, torch.tensor(expected), atol=BOOK, rtol=0)
+    """The book's printed numbers, compared on the device ``actual`` lives on."""
+    return torch.allclose(actual, torch.tensor(expected, device=actual.device), atol=BOOK, rtol=0)
 
 
-def test_scores_of_journey(inputs):
+# The goldens run on the test's device: the inputs are the book's fixed numbers,
+# and no random draw is involved, so CUDA must print the same four decimals.
+def test_scores_of_journey(device):
+    inputs = toy_inputs(device=device)
     assert _close(attention_scores(inputs[1], inputs), SCORES_JOURNEY)
 
 
-def test_sum_normalisation(inputs):
+def test_sum_normalisation(device):
+    inputs = toy_inputs(device=device)
     assert _close(normalize_by_sum(attention_scores(inputs[1], inputs)), SUM_NORMALISED)
 
 
 @pytest.mark.parametrize("softmax", [softmax_naive, softmax_stable])
-def test_softmax_weights(inputs, softmax):
+def test_softmax_weights(device, softmax):
+    inputs = toy_inputs(device=device)
     assert _close(softmax(attention_scores(inputs[1], inputs)), SOFTMAX)
 
 
-def test_context_vector_of_journey(inputs):
+def test_context_vector_of_journey(device):
+    inputs = toy_inputs(device=device)
     weights = torch.softmax(attention_scores(inputs[1], inputs), dim=-1)
     assert _close(context_vector(weights, inputs), CONTEXT_JOURNEY)
 
 
-def test_all_tokens_at_once(inputs):
+def test_all_tokens_at_once(device):
+    inputs = toy_inputs(device=device)
     assert _close(all_attention_scores(inputs), ALL_SCORES)
     context, weights = simple_self_attention(inputs, return_weights=True)
     assert _close(weights, ALL_WEIGHTS)
@@ -81,14 +90,14 @@ def test_all_tokens_at_once(inputs):
     assert torch.equal(simple_self_attention(inputs), context)  # exact: the same call again
 
 
-def test_naive_softmax_overflows_and_stable_does_not():
-    large = torch.tensor([100.0, 101.0, 102.0])
+def test_naive_softmax_overflows_and_stable_does_not(device):
+    large = torch.tensor([100.0, 101.0, 102.0], device=device)
     assert softmax_naive(large).isnan().all()
     assert torch.allclose(softmax_stable(large), torch.softmax(large, dim=-1), atol=1e-6, rtol=0)
 
 
-def test_sum_normalisation_fails_on_scores_that_cancel():
-    weights = normalize_by_sum(torch.tensor([2.0, -1.0, -1.0]))
+def test_sum_normalisation_fails_on_scores_that_cancel(device):
+    weights = normalize_by_sum(torch.tensor([2.0, -1.0, -1.0], device=device))
     assert not weights.isfinite().any()
 
 
@@ -98,16 +107,16 @@ def test_sum_normalisation_fails_on_scores_that_cancel():
     cols=st.integers(1, 9),
     scale=st.floats(0.1, 30.0),
 )
-def test_stable_softmax_equals_torch(seed, rows, cols, scale):
-    scores = random_tensor(seed, rows, cols) * scale
+def test_stable_softmax_equals_torch(device, seed, rows, cols, scale):
+    scores = random_tensor(seed, rows, cols, device=device) * scale
     assert torch.allclose(softmax_stable(scores), torch.softmax(scores, dim=-1), atol=1e-6)
 
 
 @given(
     seed=st.integers(0, 2**31 - 1), b=st.integers(1, 3), t=st.integers(1, 8), d=st.integers(1, 5)
 )
-def test_batched_form_equals_one_sequence_at_a_time(seed, b, t, d):
-    x = random_tensor(seed, b, t, d)
+def test_batched_form_equals_one_sequence_at_a_time(device, seed, b, t, d):
+    x = random_tensor(seed, b, t, d, device=device)
     batched = simple_self_attention(x)
     for i in range(b):
         assert torch.allclose(batched[i], simple_self_attention(x[i]), atol=1e-6)

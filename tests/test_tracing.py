@@ -40,13 +40,19 @@ KNOWN_TRACE = [
 ]
 
 
+def _book_layer(device: torch.device | str = "cpu") -> MultiHeadAttention:
+    """The traced layer, drawn on the CPU with the book's seed, then moved."""
+    torch.manual_seed(123)
+    return MultiHeadAttention(3, 4, 6, 0.0, num_heads=2).to(device)
+
+
 @pytest.fixture
 def mha() -> MultiHeadAttention:
-    torch.manual_seed(123)
-    return MultiHeadAttention(3, 4, 6, 0.0, num_heads=2)
+    return _book_layer()
 
 
-def test_known_trace_shapes(mha, batch):
+def test_known_trace_shapes(device_batch):
+    batch, mha = device_batch, _book_layer(device_batch.device)
     trace = trace_multihead(mha, batch)
     assert isinstance(trace, Trace)
     assert [(s.name, s.layout, s.shape) for s in trace] == KNOWN_TRACE
@@ -54,7 +60,8 @@ def test_known_trace_shapes(mha, batch):
     assert torch.equal(trace.output, mha(batch))
 
 
-def test_only_transposed_tensors_are_not_contiguous(mha, batch):
+def test_only_transposed_tensors_are_not_contiguous(device_batch):
+    batch, mha = device_batch, _book_layer(device_batch.device)
     trace = trace_multihead(mha, batch)
     loose = [(s.name, s.code) for s in trace if not s.contiguous]
     assert loose == [
@@ -68,11 +75,12 @@ def test_only_transposed_tensors_are_not_contiguous(mha, batch):
     assert trace.steps("context")[2].contiguous
 
 
-def test_book_seed_123_output_through_the_trace(batch):
+def test_book_seed_123_output_through_the_trace(device_batch):
+    batch = device_batch
     torch.manual_seed(123)
-    layer = MultiHeadAttention(3, 2, 6, 0.0, num_heads=2)
+    layer = MultiHeadAttention(3, 2, 6, 0.0, num_heads=2).to(batch.device)
     trace = trace_multihead(layer, batch)
-    expected = torch.tensor([0.3190, 0.4858])
+    expected = torch.tensor([0.3190, 0.4858], device=batch.device)
     assert torch.allclose(trace.output[0, 0], expected, atol=1e-4, rtol=0)
     weights = trace.step("weights").tensor
     assert weights.shape == (2, 2, 6, 6)
@@ -96,20 +104,23 @@ def test_step_lookup(mha, batch):
     qkv_bias=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_trace_output_equals_the_layer(batch_size, tokens, d_in, heads, head_dim, qkv_bias, seed):
+def test_trace_output_equals_the_layer(
+    device, batch_size, tokens, d_in, heads, head_dim, qkv_bias, seed
+):
     torch.manual_seed(seed)
-    layer = MultiHeadAttention(d_in, heads * head_dim, 5, 0.0, heads, qkv_bias)
-    x = random_tensor(seed, batch_size, tokens, d_in)
+    layer = MultiHeadAttention(d_in, heads * head_dim, 5, 0.0, heads, qkv_bias).to(device)
+    x = random_tensor(seed, batch_size, tokens, d_in, device=device)
     trace = trace_multihead(layer, x)
     assert torch.equal(trace.output, layer(x))  # exact: the same operations in the same order
     assert trace.step("scores").shape == (batch_size, heads, tokens, tokens)
     assert trace.step("output").shape == (batch_size, tokens, heads * head_dim)
 
 
-def test_trace_with_padding_and_sdpa(batch):
+def test_trace_with_padding_and_sdpa(device_batch):
+    batch = device_batch
     torch.manual_seed(1)
-    layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl="sdpa")
-    padding = torch.zeros(2, 6, dtype=torch.bool)
+    layer = MultiHeadAttention(3, 4, 6, 0.0, num_heads=2, impl="sdpa").to(batch.device)
+    padding = torch.zeros(2, 6, dtype=torch.bool, device=batch.device)
     padding[1, :2] = True
     trace = trace_multihead(layer, batch, padding_mask=padding)
     assert trace.step("blocked").layout == "(B, 1, T, T)"
@@ -117,9 +128,11 @@ def test_trace_with_padding_and_sdpa(batch):
     assert not torch.allclose(trace.output, trace_multihead(layer, batch).output, atol=1e-6, rtol=0)
 
 
-def test_trace_with_dropout_draws_the_layers_mask(batch):
+def test_trace_with_dropout_draws_the_layers_mask(device_batch):
+    batch = device_batch
     torch.manual_seed(2)
-    layer = MultiHeadAttention(3, 4, 6, 0.5, num_heads=2).train()
+    layer = MultiHeadAttention(3, 4, 6, 0.5, num_heads=2).to(batch.device).train()
+    # torch.manual_seed seeds CUDA's generators too: both runs draw the same mask.
     torch.manual_seed(7)
     traced = trace_multihead(layer, batch)
     torch.manual_seed(7)
