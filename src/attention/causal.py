@@ -47,7 +47,7 @@ def blocked_positions(
     if mask is None:
         causal = causal_mask(num_tokens, device=x.device)  # (T, T)
     else:
-        causal = mask.bool()[:num_tokens, :num_tokens]  # (T, T)
+        causal = mask[:num_tokens, :num_tokens].bool()  # (T, T): only the corner converted
     if padding_mask is None:
         return causal
     pad = _checks.padding_mask("padding_mask", padding_mask, x.shape[0], num_tokens, x.device)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attention import _checks
@@ -49,9 +50,11 @@ class GPTConfig:
     ``attn_impl``, is not a size but a choice of how every block's attention
     runs: ``"manual"`` (default), the book's readable forward, or ``"sdpa"``,
     the same maths through ``F.scaled_dot_product_attention`` (see
-    :class:`attention.MultiHeadAttention`'s ``impl``). The two give the same
-    logits up to rounding; ``"sdpa"`` is faster, ``"manual"`` can return the
-    attention weights.
+    :class:`attention.MultiHeadAttention`'s ``impl``). ``"sdpa"`` is the fast
+    path as a whole: its layer norms and GELUs also call PyTorch's fused
+    ``F.layer_norm`` and ``F.gelu`` (see :class:`LayerNorm`'s and
+    :class:`GELU`'s ``fused``). The two give the same logits up to rounding;
+    ``"sdpa"`` is faster, ``"manual"`` can return the attention weights.
 
     Example:
         >>> GPTConfig(n_layers=2).emb_dim
@@ -127,6 +130,11 @@ class LayerNorm(nn.Module):
         emb_dim: C, the width of each token's vector.
         eps: Added to the variance so a constant vector does not divide by 0.
             Default: ``1e-5``.
+        fused: Compute the same normalisation with PyTorch's
+            ``F.layer_norm``, one kernel instead of eight operations: equal
+            up to rounding, faster, and what a :class:`GPTModel` with
+            ``attn_impl="sdpa"`` uses. Default: ``False``, the readable
+            arithmetic below.
 
     Attributes:
         scale: Learned gain, shape (C,), starts at ones.
@@ -138,10 +146,11 @@ class LayerNorm(nn.Module):
         tensor(True)
     """
 
-    def __init__(self, emb_dim: int, eps: float = 1e-5) -> None:
+    def __init__(self, emb_dim: int, eps: float = 1e-5, *, fused: bool = False) -> None:
         super().__init__()
         self.emb_dim = _checks.positive_int("emb_dim", emb_dim)
         self.eps = _checks.positive_number("eps", eps)
+        self.fused = _checks.flag("fused", fused)
         self.scale = nn.Parameter(torch.ones(emb_dim))
         self.shift = nn.Parameter(torch.zeros(emb_dim))
 
@@ -157,6 +166,9 @@ class LayerNorm(nn.Module):
         """
         x = _checks.floating("x", x, layout="(..., C)", min_dims=1)
         _checks.last_dim("x", x, self.emb_dim, "emb_dim")
+        if self.fused and x.dtype == self.scale.dtype:
+            # The fast path: F.layer_norm also works in float32 for half types.
+            return F.layer_norm(x, (self.emb_dim,), self.scale, self.shift, self.eps)
         # In float16 a variance of 400^2 already overflows (the largest float16
         # is 65504), so half types are normalised in float32, as nn.LayerNorm
         # does, and rounded back once at the end.
@@ -226,10 +238,20 @@ class GELU(nn.Module):
     ``F.gelu(x, approximate="tanh")``, which computes float16 and bfloat16
     inputs in float32 and rounds the result once; so does this class.
 
+    Args:
+        fused: Call ``F.gelu(x, approximate="tanh")`` itself, one kernel
+            instead of eight operations: equal up to rounding, faster, and
+            what a :class:`GPTModel` with ``attn_impl="sdpa"`` uses.
+            Default: ``False``, the readable formula.
+
     Example:
         >>> GELU()(torch.tensor([-1.0, 0.0, 1.0])).round(decimals=4)
         tensor([-0.1588,  0.0000,  0.8412])
     """
+
+    def __init__(self, *, fused: bool = False) -> None:
+        super().__init__()
+        self.fused = _checks.flag("fused", fused)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply GELU elementwise.
@@ -241,6 +263,8 @@ class GELU(nn.Module):
             Tensor of the same shape.
         """
         x = _checks.floating("x", x, layout="any shape")
+        if self.fused:
+            return F.gelu(x, approximate="tanh")
         # Half types in float32, rounded once at the end, as F.gelu does: in
         # float16, 1 + tanh(...) cancels to 0 for x below about -4, and x^3
         # overflows above 40.
@@ -259,7 +283,8 @@ class FeedForward(nn.Module):
         cfg: A :class:`GPTConfig` or the book's dict; uses ``emb_dim``.
 
     Attributes:
-        layers: ``nn.Sequential(Linear(C, 4C), GELU(), Linear(4C, C))``.
+        layers: ``nn.Sequential(Linear(C, 4C), GELU(), Linear(4C, C))``, the
+            GELU ``fused`` with ``attn_impl="sdpa"``.
 
     Example:
         >>> FeedForward(GPTConfig(emb_dim=8, n_heads=2))(torch.rand(2, 3, 8)).shape
@@ -268,8 +293,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: GPTConfig | Mapping[str, object]) -> None:
         super().__init__()
-        c = as_config(cfg).emb_dim
-        self.layers = nn.Sequential(nn.Linear(c, 4 * c), GELU(), nn.Linear(4 * c, c))
+        config = as_config(cfg)
+        c, fused = config.emb_dim, config.attn_impl == "sdpa"  # the fast path: F.gelu
+        self.layers = nn.Sequential(nn.Linear(c, 4 * c), GELU(fused=fused), nn.Linear(4 * c, c))
 
     def forward(self, x: Tensor) -> Tensor:
         """Transform every token of ``x`` on its own.
@@ -339,8 +365,9 @@ class TransformerBlock(nn.Module):
             window=window,
         )
         self.ff = FeedForward(c)
-        self.norm1 = LayerNorm(c.emb_dim)
-        self.norm2 = LayerNorm(c.emb_dim)
+        fused = c.attn_impl == "sdpa"  # the fast path: F.layer_norm too
+        self.norm1 = LayerNorm(c.emb_dim, fused=fused)
+        self.norm2 = LayerNorm(c.emb_dim, fused=fused)
         self.drop_shortcut = nn.Dropout(c.drop_rate)
 
     def forward(
@@ -477,7 +504,7 @@ class GPTModel(nn.Module):
                 for _ in range(c.n_layers)
             ]
         )
-        self.final_norm = LayerNorm(c.emb_dim)
+        self.final_norm = LayerNorm(c.emb_dim, fused=c.attn_impl == "sdpa")
         self.out_head = nn.Linear(c.emb_dim, c.vocab_size, bias=False)
 
     def forward(

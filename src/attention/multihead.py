@@ -509,14 +509,19 @@ class MultiHeadAttention(nn.Module):
         three weights stacked into one (3C, d_in) matrix (``torch.cat`` is
         differentiable, so each weight still receives its own gradient, and the
         stack is rebuilt on every call, so it always holds the current
-        weights); without autograd the heads are strided views into that
-        product, not copies; and ``F.scaled_dot_product_attention`` never forms
-        the weights.
+        weights); and ``F.scaled_dot_product_attention`` never forms the
+        weights. Without autograd (inference) the three projections run
+        separately instead, as in the manual path: there the stacking would
+        only copy the weights on every call.
         """
         b, num_tokens, _ = x.shape
-        if source is not x or self.num_kv_heads != self.num_heads:
-            # Cross-attention (queries and keys from two sequences), or grouped
-            # keys and values narrower than the queries: three projections.
+        training = torch.is_grad_enabled() and self.W_query.weight.requires_grad
+        if source is not x or self.num_kv_heads != self.num_heads or not training:
+            # Cross-attention (queries and keys from two sequences), grouped
+            # keys and values narrower than the queries, or inference (no
+            # autograd): three projections. Without autograd the stack of the
+            # weights would be a copy of them on every call, slower than the
+            # three products it saves (measured).
             queries = self._split_heads(self.W_query(x))  # (B, H, T, D)
             keys = self._split_heads(self.W_key(source))  # (B, H_kv, S, D)
             values = self._split_heads(self.W_value(source))  # (B, H_kv, S, D)
@@ -527,11 +532,9 @@ class MultiHeadAttention(nn.Module):
             bias = torch.cat((self.W_query.bias, self.W_key.bias, self.W_value.bias))  # (3C,)
         qkv = F.linear(x, weight, bias)  # (B, T, d_in) @ (d_in, 3C) -> (B, T, 3C)
         qkv = qkv.view(b, num_tokens, 3, self.num_heads, self.head_dim)  # (B, T, 3, H, D)
-        heads = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, T, D), a strided view
-        if heads.requires_grad:
-            # Measured: the kernel's backward pass is faster on contiguous inputs,
-            # enough to repay this copy; its forward pass reads the view as fast.
-            heads = heads.contiguous()
+        # Measured: the kernel's backward pass is faster on contiguous inputs,
+        # enough to repay this copy.
+        heads = qkv.permute(2, 0, 3, 1, 4).contiguous()  # (3, B, H, T, D)
         queries, keys, values = heads.unbind(0)  # 3 x (B, H, T, D)
         return self._sdpa_heads(queries, keys, values, x, source, padding_mask, attn_mask)
 
