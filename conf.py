@@ -312,8 +312,10 @@ html_theme_options["launch_buttons"] = {}
 
 # Interactive figures (attention.widgets, attention.playground) load their
 # script and stylesheet only on the pages that show one.
+# Every widget script uses the shared engine (attention-engine.js), which any
+# page with a widget loads first: deferred scripts run in the order added.
 WIDGET_ASSETS = {
-    'class="attn-widget"': ("attention-widgets.css", "attention-widgets.js"),
+    'class="attn-widget"': ("attention-engine.js", "attention-widgets.css", "attention-widgets.js"),
     'data-attn-kind="playground"': ("attention-playground.css", "attention-playground.js"),
     'data-attn-kind="heads"': ("attention-heads.css", "attention-heads.js"),
     'data-attn-kind="lab"': ("attention-playground.css", "attention-playground.js"),
@@ -337,10 +339,13 @@ def _widget_assets(app: Any, pagename: str, templatename: str, context: dict, do
     body = context.get("body", "")
     if "<!--attn-portable-->" in body:
         body = context["body"] = WIDGET_PORTABLE_PART.sub("", body)
-    for marker, (css, js) in WIDGET_ASSETS.items():
+    for marker, files in WIDGET_ASSETS.items():
         if marker in body:
-            app.builder.add_css_file(css)
-            app.builder.add_js_file(js, defer="defer")
+            for name in files:
+                if name.endswith(".css"):
+                    app.builder.add_css_file(name)
+                else:
+                    app.builder.add_js_file(name, defer="defer")
 
 
 def _prune_images(app: Any, exception: Exception | None) -> None:

@@ -94,8 +94,8 @@ def test_widget_carries_every_choice_and_refuses_big_or_bad_sizes():
 
 def test_widget_carries_its_script_and_stylesheet():
     part = layout_widget().to_html()
-    assert part.count('<script class="attn-script">') == 1
-    assert inline_script("attention-layout") in part
+    assert part.count('<script class="attn-script">') == 2  # the engine, then its own
+    assert inline_script("attention-engine") + inline_script("attention-layout") in part
     script = (STATIC / "attention-layout.js").read_text(encoding="utf-8")
     assert "if (window.AttentionLayout) {" in script
     assert re.search(r"<th>is_contiguous\(\)</th>", part)  # the fallback table

@@ -22,6 +22,8 @@ from attention import (
 )
 from attention.playground import playground
 from attention.widgets import (
+    ASSETS,
+    ENGINE,
     PORTABLE_END,
     PORTABLE_START,
     STATIC,
@@ -148,21 +150,65 @@ def test_each_widget_carries_its_script_and_stylesheet_once(kind, name):
     part = _portable_part(widget.to_html())
     script = (STATIC / f"{name}.js").read_text(encoding="utf-8")
     stylesheet = (STATIC / f"{name}.css").read_text(encoding="utf-8")
-    assert part.count('<script class="attn-script">') == 1
-    assert part.count("</script>") == 1  # the script's own end: nothing inside ends it early
-    inline = re.search(r'<script class="attn-script">(.*)</script>', part, flags=re.S)
-    assert inline
+    # The engine, then the widget's script: each its own element, each ended
+    # by its own end tag alone (nothing inside ends it early).
+    assert ASSETS[kind] == (ENGINE, name)
+    assert part.count('<script class="attn-script">') == 2
+    assert part.count("</script>") == 2
+    scripts = re.findall(r'<script class="attn-script">(.*?)</script>', part, flags=re.S)
+    assert scripts[0] == (STATIC / f"{ENGINE}.js").read_text(encoding="utf-8")
     # The file as it is, but for the one line that receives the stylesheet.
     slot = "const STYLESHEET = null;"
     assert script.count(slot) == 1
     before, after = script.split(slot)
-    body = inline.group(1)
+    body = scripts[1]
     assert body.startswith(before)
     assert body.endswith(after)
     filled = body[len(before) : len(body) - len(after)]
     assert filled.startswith("const STYLESHEET = ")
     assert json.loads(filled.removeprefix("const STYLESHEET = ").removesuffix(";")) == stylesheet
     assert "</" not in body  # nothing inside can end the script element
+
+
+def test_every_kind_loads_the_engine_first():
+    # The widget scripts use window.AttentionEngine as they start: it must run before them.
+    assert set(ASSETS) == {
+        "heatmap", "steps", "playground", "heads", "lab", "layout", "quiz", "model-lab",
+    }  # fmt: skip
+    for kind, names in ASSETS.items():
+        assert names[0] == ENGINE, kind
+        assert ENGINE not in names[1:], kind
+        assert len(names) == 2, kind
+        for name in names:
+            assert (STATIC / f"{name}.js").is_file(), name
+        widget_script = (STATIC / f"{names[1]}.js").read_text(encoding="utf-8")
+        assert "window.AttentionEngine" in widget_script, names[1]
+    assert not (STATIC / f"{ENGINE}.css").exists()  # the engine draws nothing
+
+
+def test_each_output_carries_the_engine_once_and_before_its_script():
+    engine = (STATIC / f"{ENGINE}.js").read_text(encoding="utf-8")
+    element = f'<script class="attn-script">{engine}</script>'
+    _, weights = simple_self_attention(toy_inputs(), return_weights=True)
+    outputs = [
+        interactive_heatmap(weights, row_labels=TOKENS).to_html(),
+        step_through(toy_inputs(), 1, tokens=TOKENS).to_html(),
+        playground().to_html(),
+        Widget("quiz", {}, label="x").to_html(),
+    ]
+    for html in outputs:
+        assert html.count(element) == 1
+        assert html.count("window.AttentionEngine = ") == 1
+        part = _portable_part(html)
+        assert part.index(element) < part.rindex('<script class="attn-script">')
+    # Several outputs on one page: one copy each, and every copy keeps the
+    # engine a first copy defined (it returns at once when one is there).
+    page = "".join(outputs)
+    assert page.count(element) == len(outputs)
+    assert "if (window.AttentionEngine) return;" in engine
+    assert engine.count("window.AttentionEngine = ") == 1
+    # The book's form carries none: its pages load the file (conf.py).
+    assert "AttentionEngine" not in interactive_heatmap(weights).to_html(portable=False)
 
 
 def test_the_scripts_guard_against_running_twice():

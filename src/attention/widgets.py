@@ -8,10 +8,12 @@ browser, with no external libraries. Every number a widget shows was computed
 here, by the package. The playground page builds its widget on the same
 :class:`Widget`, in :mod:`attention.playground`.
 
-A widget's HTML draws itself wherever it is shown: it carries the script and
-its stylesheet (the first copy on a page runs, later copies only draw their
-own widget), and a static table of the same numbers that stays in place where
-scripts do not run (an untrusted notebook, a renderer without JavaScript).
+A widget's HTML draws itself wherever it is shown: it carries the shared
+in-page engine (``attention-engine.js``: the arithmetic and DOM helpers every
+script uses), then its script and stylesheet (the first copy on a page runs,
+later copies only draw their own widget), and a static table of the same
+numbers that stays in place where scripts do not run (an untrusted notebook,
+a renderer without JavaScript).
 The book's build removes those parts, because its pages load the script and
 stylesheet once and show a static image beside each widget.
 
@@ -44,16 +46,22 @@ JSON_DECIMALS = 6
 #: book's build copies them into its ``_static`` folder (conf.py).
 STATIC = Path(__file__).resolve().parent / "static"
 
-#: The files that draw each kind of widget: ``STATIC/<name>.js`` and ``.css``.
-ASSETS = {
-    "heatmap": "attention-widgets",
-    "steps": "attention-widgets",
-    "playground": "attention-playground",
-    "heads": "attention-heads",
-    "lab": "attention-playground",
-    "layout": "attention-layout",
-    "quiz": "attention-quiz",
-    "model-lab": "attention-model",
+#: The in-page engine every widget script uses (maths and DOM helpers,
+#: ``STATIC/attention-engine.js``); it has no stylesheet.
+ENGINE = "attention-engine"
+
+#: The scripts that draw each kind of widget, in the order they must run:
+#: ``STATIC/<name>.js``, and ``STATIC/<name>.css`` where there is one. The
+#: engine comes first; the widget's own script uses it.
+ASSETS: dict[str, tuple[str, ...]] = {
+    "heatmap": (ENGINE, "attention-widgets"),
+    "steps": (ENGINE, "attention-widgets"),
+    "playground": (ENGINE, "attention-playground"),
+    "heads": (ENGINE, "attention-heads"),
+    "lab": (ENGINE, "attention-playground"),
+    "layout": (ENGINE, "attention-layout"),
+    "quiz": (ENGINE, "attention-quiz"),
+    "model-lab": (ENGINE, "attention-model"),
 }
 
 _PORTABLE = "attn-portable"
@@ -74,21 +82,28 @@ def inline_script(name: str) -> str:
 
     Run once on a page, the script adds the stylesheet to the page and draws
     every widget of its kind; run again (a second widget, a second notebook
-    output), it only draws the widgets not drawn yet.
+    output), it only draws the widgets not drawn yet. The engine
+    (:data:`ENGINE`) has no stylesheet: its first copy on a page defines it,
+    later copies leave it as it is.
 
     Args:
-        name: ``"attention-widgets"`` or ``"attention-playground"``.
+        name: A name of :data:`ASSETS`, e.g. ``"attention-widgets"`` or
+            ``"attention-engine"``.
 
     Returns:
         The ``<script>`` element, ready to be placed after a widget.
     """
     script = (STATIC / f"{name}.js").read_text(encoding="utf-8")
-    stylesheet = (STATIC / f"{name}.css").read_text(encoding="utf-8")
-    if script.count(_STYLESHEET_SLOT) != 1:
-        raise RuntimeError(f"{name}.js must hold one line {_STYLESHEET_SLOT!r}")
-    # "</" inside the string cannot end the script element; the script itself has none.
-    text = json.dumps(stylesheet).replace("</", "<\\/")
-    script = script.replace(_STYLESHEET_SLOT, f"const STYLESHEET = {text};")
+    css = STATIC / f"{name}.css"
+    slots = script.count(_STYLESHEET_SLOT)
+    if css.exists():
+        if slots != 1:
+            raise RuntimeError(f"{name}.js must hold one line {_STYLESHEET_SLOT!r}")
+        # "</" inside the string cannot end the script element; the script itself has none.
+        text = json.dumps(css.read_text(encoding="utf-8")).replace("</", "<\\/")
+        script = script.replace(_STYLESHEET_SLOT, f"const STYLESHEET = {text};")
+    elif slots:
+        raise RuntimeError(f"{name}.js holds {_STYLESHEET_SLOT!r} but {name}.css does not exist")
     if "</" in script or "<!--" in script:
         raise RuntimeError(f"{name}.js must not contain '</' or '<!--' outside its stylesheet")
     return f'<script class="attn-script">{script}</script>'
@@ -118,8 +133,8 @@ class Widget:
         """The widget's HTML: a labelled container holding its data as JSON.
 
         Args:
-            portable: Also carry the static fallback, the drawing script and
-                its stylesheet, between :data:`PORTABLE_START` and
+            portable: Also carry the static fallback, the engine, the drawing
+                script and its stylesheet, between :data:`PORTABLE_START` and
                 :data:`PORTABLE_END`, so that the HTML draws itself on any
                 page or notebook. ``False`` gives the container alone, as the
                 book's pages show it (they load the script themselves).
@@ -131,7 +146,7 @@ class Widget:
         payload = payload.replace("</", "<\\/")  # cannot close the script element early
         portable_part = (
             f'{PORTABLE_START}<div class="attn-fallback">{self.fallback}</div>'
-            f"{inline_script(ASSETS[self.kind])}{PORTABLE_END}"
+            f"{''.join(inline_script(name) for name in ASSETS[self.kind])}{PORTABLE_END}"
             if portable
             else ""
         )

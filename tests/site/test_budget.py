@@ -10,6 +10,7 @@ from tests.site.conftest import SITE
 STATIC = Path(__file__).resolve().parents[2] / "src" / "attention" / "static"
 
 WIDGET_FILES = [
+    "attention-engine.js",  # the maths and DOM helpers every widget script uses
     "attention-widgets.js",
     "attention-widgets.css",
     "attention-playground.js",
@@ -30,7 +31,7 @@ QUIZ_TAG = re.compile(
     r"<(?:script|link)[^>]*_static/attention-quiz\.(?:js|css)[^>]*>(?:</script>)?"
 )
 WIDGET_TAG = re.compile(
-    r"<(?:script|link)[^>]*_static/attention-(?:widgets|playground|heads|layout|quiz)\.(?:js|css)[^>]*>(?:</script>)?"
+    r"<(?:script|link)[^>]*_static/attention-(?:engine|widgets|playground|heads|layout|quiz)\.(?:js|css)[^>]*>(?:</script>)?"
 )
 
 
@@ -54,7 +55,7 @@ def _weight(html: str) -> int:
     images = set(re.findall(r'src="(_images/[^"]+)"', html))
     assets = set(
         re.findall(
-            r'(?:src|href)="(_static/attention-(?:widgets|playground|heads|layout|quiz)\.(?:js|css))[^"]*"',
+            r'(?:src|href)="(_static/attention-(?:engine|widgets|playground|heads|layout|quiz)\.(?:js|css))[^"]*"',
             html,
         )
     )
@@ -68,6 +69,7 @@ def test_three_interactive_figures_add_at_most_a_fifth_and_a_question_a_tenth():
     without = WIDGET_TAG.sub("", WIDGET_DIV.sub("", html))
     assert "attn-widget" not in without
     assert "attention-widgets.js" not in without
+    assert "attention-engine.js" not in without
     # The question: its container and its own files.
     question = QUIZ_DIV.findall(html)
     assert len(question) == 1
@@ -85,6 +87,7 @@ def test_widget_files_load_only_on_pages_with_widgets():
         html = page.read_text(encoding="utf-8")
         has_widget = 'class="attn-widget"' in html
         assert ("_static/attention-widgets.js" in html) == has_widget, page.name
+        assert ("_static/attention-engine.js" in html) == has_widget, page.name
         has_playground = 'data-attn-kind="playground"' in html
         assert ("_static/attention-playground.js" in html) == has_playground, page.name
         has_heads = 'data-attn-kind="heads"' in html

@@ -59,7 +59,7 @@ def _watch(page: Page) -> list[str]:
 def bare_page(tmp_path_factory) -> Iterator[str]:
     """A page holding one grid of a small model's six heads, on a period-3 string."""
     root = tmp_path_factory.mktemp("heads")
-    for name in ("attention-heads.js", "attention-heads.css"):
+    for name in ("attention-engine.js", "attention-heads.js", "attention-heads.css"):
         shutil.copy(STATIC / name, root / name)
     torch.manual_seed(0)
     model = AttentionOnlyTransformer(
@@ -70,6 +70,7 @@ def bare_page(tmp_path_factory) -> Iterator[str]:
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>heads</title>'
         '<link rel="icon" href="data:,">'
         '<link rel="stylesheet" href="attention-heads.css">'
+        '<script defer src="attention-engine.js"></script>'
         '<script defer src="attention-heads.js"></script></head>'
         f"<body><main>{widget.to_html(portable=False)}</main></body></html>",
         encoding="utf-8",

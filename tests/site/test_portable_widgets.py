@@ -189,6 +189,7 @@ def test_outputs_inserted_as_a_notebook_does_draw_and_share_one_script(blank):
     page.evaluate(AS_JUPYTER, [first])
     assert page.locator(".attn-widget figure").count() == 1
     page.evaluate("window.firstCopy = window.AttentionWidgets")
+    page.evaluate("window.firstEngine = window.AttentionEngine")
     later = [
         step_through(toy_inputs(), 1, tokens=TOKENS)._repr_html_(),
         interactive_heatmap(scores, row_labels=TOKENS, title="Scores")._repr_html_(),
@@ -200,6 +201,7 @@ def test_outputs_inserted_as_a_notebook_does_draw_and_share_one_script(blank):
     assert page.locator(".attn-fallback").count() == 0
     # Each output carried a copy; the first defined everything, the others only drew.
     assert page.evaluate("window.firstCopy === window.AttentionWidgets")
+    assert page.evaluate("window.firstEngine === window.AttentionEngine")  # one shared engine
     styles = page.locator("style[data-attn-stylesheet]").evaluate_all(
         "s => s.map(e => e.dataset.attnStylesheet)"
     )
@@ -210,14 +212,16 @@ def test_outputs_inserted_as_a_notebook_does_draw_and_share_one_script(blank):
 
 
 def test_a_page_that_loads_the_files_draws_each_widget_once(browser, tmp_path):
-    # As on the book's pages: the files linked in the head, and here a widget
-    # that carries its own copy as well. One definition, no second stylesheet.
-    for name in ("attention-widgets.js", "attention-widgets.css"):
+    # As on the book's pages: the files linked in the head (the engine first),
+    # and here a widget that carries its own copy as well. One definition, no
+    # second stylesheet.
+    for name in ("attention-engine.js", "attention-widgets.js", "attention-widgets.css"):
         shutil.copy(STATIC / name, tmp_path / name)
     widget = interactive_heatmap(_weights(), row_labels=TOKENS, title="Weights")._repr_html_()
     (tmp_path / "index.html").write_text(
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>page</title>'
         '<link rel="stylesheet" href="attention-widgets.css">'
+        '<script defer src="attention-engine.js"></script>'
         '<script defer src="attention-widgets.js"></script></head>'
         f"<body>{widget}</body></html>",
         encoding="utf-8",

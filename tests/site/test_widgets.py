@@ -138,7 +138,7 @@ def test_step_tabs_follow_the_arrow_keys(chapter):
 def widget_page(tmp_path_factory) -> Iterator[tuple[str, torch.Tensor]]:
     """A bare page with a three-head, causally masked heatmap, and its weights."""
     root = tmp_path_factory.mktemp("widgets")
-    for name in ("attention-widgets.js", "attention-widgets.css"):
+    for name in ("attention-engine.js", "attention-widgets.js", "attention-widgets.css"):
         shutil.copy(STATIC / name, root / name)
     scores = torch.rand(3, 5, 5, generator=torch.Generator().manual_seed(0))
     weights = torch.softmax(scores.masked_fill(causal_mask(5), -torch.inf), dim=-1)
@@ -149,6 +149,7 @@ def widget_page(tmp_path_factory) -> Iterator[tuple[str, torch.Tensor]]:
     (root / "index.html").write_text(
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>widgets</title>'
         '<link rel="stylesheet" href="attention-widgets.css">'
+        '<script defer src="attention-engine.js"></script>'
         '<script defer src="attention-widgets.js"></script></head>'
         f"<body>{widget.to_html()}</body></html>",
         encoding="utf-8",

@@ -15,38 +15,10 @@
 
   const STYLESHEET = null; // filled in by attention.widgets outside the book
 
-  // Viridis at nine evenly spaced points, as in attention-widgets.js.
-  const VIRIDIS = [
-    [68, 1, 84], [71, 45, 123], [59, 82, 139], [44, 114, 142], [33, 145, 140],
-    [40, 174, 128], [94, 201, 98], [173, 220, 48], [253, 231, 37],
-  ];
-
-  function viridis(t) {
-    const x = Math.min(1, Math.max(0, t)) * (VIRIDIS.length - 1);
-    const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
-    const f = x - i;
-    return VIRIDIS[i].map((v, k) => Math.round(v + f * (VIRIDIS[i + 1][k] - v)));
-  }
-
-  // Black or white, whichever contrasts more (WCAG 2 luminance).
-  function textOn(rgb) {
-    const lin = rgb.map((c) => ((c /= 255) <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
-    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2] > 0.179 ? "#000" : "#fff";
-  }
-
-  const format = (v, decimals) => v.toFixed(decimals).replace("-", "−");
-
-  function el(tag, attrs, children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "text") node.textContent = value;
-      else if (key === "className") node.className = value;
-      else node.setAttribute(key, value === true ? "" : value);
-    }
-    for (const child of children || []) if (child) node.append(child);
-    return node;
-  }
+  // The shared helpers (attention-engine.js, loaded first): viridis, a cell's
+  // colours (paint), numbers, el.
+  const E = window.AttentionEngine;
+  const { viridis, paint, format, el } = E;
 
   let counter = 0;
   const uid = (prefix) => `${prefix}-${++counter}`;
@@ -76,7 +48,7 @@
       mini.style.gridTemplateColumns = `repeat(${T}, 1fr)`;
       entry.values.forEach((row, i) => row.forEach((v, j) => {
         const cell = el("span", { className: j > i ? "attn-heads-masked" : null });
-        if (j <= i) cell.style.background = `rgb(${viridis(v).join(", ")})`;
+        if (j <= i) cell.style.background = viridis(v);
         mini.append(cell);
       }));
       const lines = scores.map((s) => el("span", {
@@ -149,12 +121,8 @@
             "aria-label": cellLabel(entry, i, j),
             className: masked ? "attn-heads-masked" : null,
             text: masked || T > 12 ? "" : format(v, 2),
+            style: masked ? null : paint(v),
           });
-          if (!masked) {
-            const rgb = viridis(v);
-            td.style.background = `rgb(${rgb.join(", ")})`;
-            td.style.color = textOn(rgb);
-          }
           tr.append(td);
         });
         body.append(tr);
@@ -198,16 +166,6 @@
     });
   }
 
-  /** Add the stylesheet once, unless a page links it. */
-  function addStylesheet(scope) {
-    if (!STYLESHEET) return;
-    const holder = scope.head || scope;
-    if (holder.querySelector("style[data-attn-stylesheet='heads'], link[href*='attention-heads.css']")) {
-      return;
-    }
-    holder.append(el("style", { "data-attn-stylesheet": "heads", text: STYLESHEET }));
-  }
-
   function init(script) {
     const scopes = [document];
     const own = script && script.getRootNode ? script.getRootNode() : null;
@@ -215,7 +173,7 @@
     for (const scope of scopes) {
       for (const root of scope.querySelectorAll('.attn-widget[data-attn-kind="heads"]')) {
         if (root.dataset.attnReady) continue;
-        addStylesheet(scope);
+        E.addStylesheet(STYLESHEET, "heads", "attention-heads.css", scope);
         const data = JSON.parse(root.querySelector("script.attn-data").textContent);
         root.dataset.attnReady = "true";
         for (const fallback of root.querySelectorAll(":scope > .attn-fallback")) fallback.remove();

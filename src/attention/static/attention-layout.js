@@ -24,18 +24,10 @@
 
   // ---- Strides, as torch computes them ------------------------------------
 
-  const product = (xs) => xs.reduce((a, b) => a * b, 1);
-
-  /** The strides of a fresh (contiguous) tensor of this shape. */
-  function contiguousStrides(shape) {
-    const out = new Array(shape.length);
-    let step = 1;
-    for (let i = shape.length - 1; i >= 0; i--) {
-      out[i] = step;
-      step *= shape[i];
-    }
-    return out;
-  }
+  // The shared helpers (attention-engine.js, loaded first): product, the
+  // strides of a contiguous tensor, transpose's swap, el.
+  const E = window.AttentionEngine;
+  const { product, contiguousStrides, el } = E;
 
   /** torch's is_contiguous(): sizes of 1 put no condition on their stride. */
   function isContiguous(shape, stride) {
@@ -55,13 +47,7 @@
     return { shape, stride: contiguousStrides(shape) };
   }
 
-  function transpose(t, a, b) {
-    const shape = t.shape.slice();
-    const stride = t.stride.slice();
-    [shape[a], shape[b]] = [shape[b], shape[a]];
-    [stride[a], stride[b]] = [stride[b], stride[a]];
-    return { shape, stride };
-  }
+  const transpose = E.swapDims;
 
   /** The memory place of every element, in row-major order of the shape. */
   function offsets(t) {
@@ -87,17 +73,6 @@
   }
 
   // ---- Drawing ----------------------------------------------------------------
-
-  function el(tag, props, ...kids) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v == null || v === false) continue;
-      if (k === "class") e.className = v;
-      else e.setAttribute(k, v === true ? "" : v);
-    }
-    for (const kid of kids.flat()) if (kid != null) e.append(kid);
-    return e;
-  }
 
   const tuple = (xs) => `(${xs.join(", ")})`;
   const TOKEN_COLOURS = 6; // .attn-lay-t0 ... t5 in the stylesheet, reused cyclically
@@ -281,18 +256,11 @@
     root.dataset.layReady = "1";
   }
 
-  function addStylesheet() {
-    if (!STYLESHEET) return;
-    const present = "style[data-attn-stylesheet='layout'], link[href*='attention-layout.css']";
-    if (document.querySelector(present)) return;
-    document.head.append(el("style", { "data-attn-stylesheet": "layout" }, STYLESHEET));
-  }
-
   function start() {
     document.querySelectorAll('.attn-widget[data-attn-kind="layout"]').forEach((root) => {
       if (root.dataset.layStarted) return;
       root.dataset.layStarted = "1";
-      addStylesheet();
+      E.addStylesheet(STYLESHEET, "layout", "attention-layout.css");
       root.querySelectorAll(":scope > .attn-fallback").forEach((fallback) => fallback.remove());
       setup(root);
     });

@@ -25,20 +25,10 @@
   // (attention.widgets fills it in); null in the book, whose page links the file.
   const STYLESHEET = null;
 
-  const range = (n) => Array.from({ length: n }, (_, i) => i);
-
-  function el(tag, attrs = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) {
-      if (v === null || v === undefined || v === false) continue;
-      node.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined) continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return node;
-  }
+  // The shared arithmetic and DOM helpers (attention-engine.js, loaded first):
+  // the same stable softmax as every other widget, el, viridis.
+  const E = window.AttentionEngine;
+  const { range, softmax, el, viridis } = E;
 
   // ---- The model -----------------------------------------------------------
 
@@ -82,13 +72,6 @@
       }
       return y;
     });
-  }
-
-  function softmax(row) {
-    const max = Math.max(...row);
-    const e = row.map((s) => Math.exp(s - max));
-    const sum = e.reduce((a, b) => a + b, 0);
-    return e.map((v) => v / sum);
   }
 
   /** Logits (T, V), scores and weights (N, H, T, T) for token ids. */
@@ -217,19 +200,6 @@
   }
 
   // ---- Drawing -------------------------------------------------------------
-
-  // Viridis at nine evenly spaced points, as in attention-widgets.js.
-  const VIRIDIS = [
-    [68, 1, 84], [71, 45, 123], [59, 82, 139], [44, 114, 142], [33, 145, 140],
-    [40, 174, 128], [94, 201, 98], [173, 220, 48], [253, 231, 37],
-  ];
-  function viridis(t) {
-    const x = Math.min(1, Math.max(0, t)) * (VIRIDIS.length - 1);
-    const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
-    const f = x - i;
-    const c = VIRIDIS[i].map((a, k) => Math.round(a + f * (VIRIDIS[i + 1][k] - a)));
-    return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
-  }
 
   const fmt = (x, d = 3) => (x === null ? "—" : x.toFixed(d).replace("-", "−"));
   let uid = 0;
@@ -412,19 +382,11 @@
     root.dataset.mlReadyMs = String(performance.now());
   }
 
-  /** Add the stylesheet to the document once, unless the page links it. */
-  function addStylesheet() {
-    if (!STYLESHEET) return;
-    const present = "style[data-attn-stylesheet='model-lab'], link[href*='attention-model.css']";
-    if (document.querySelector(present)) return;
-    document.head.append(el("style", { "data-attn-stylesheet": "model-lab" }, STYLESHEET));
-  }
-
   function start() {
     document.querySelectorAll('.attn-widget[data-attn-kind="model-lab"]').forEach((root) => {
       if (root.dataset.mlStarted) return;
       root.dataset.mlStarted = "1";
-      addStylesheet();
+      E.addStylesheet(STYLESHEET, "model-lab", "attention-model.css");
       root.querySelectorAll(":scope > .attn-fallback").forEach((fallback) => fallback.remove());
       try {
         setup(root);

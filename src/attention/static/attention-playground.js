@@ -27,12 +27,13 @@
 
   // ---- Arithmetic ----------------------------------------------------------
 
-  const range = (n) => Array.from({ length: n }, (_, i) => i);
+  // The shared arithmetic and DOM helpers (attention-engine.js, loaded first):
+  // matmul, the stable softmax (softmaxRaw as torch computes it, softmax with
+  // the package's guard for a row masked everywhere), el.
+  const E = window.AttentionEngine;
+  const { range, matmul, softmaxRaw, softmax, el } = E;
   const copy = (m) => m.map((row) => row.slice());
   const eye = (n) => range(n).map((i) => range(n).map((k) => (i === k ? 1 : 0)));
-  // (T, d_in) @ (d_in, d_out) -> (T, d_out)
-  const matmul = (A, B) =>
-    A.map((row) => B[0].map((_, k) => row.reduce((sum, a, i) => sum + a * B[i][k], 0)));
 
   /** A small seeded PRNG (mulberry32): numbers in [0, 1). */
   function mulberry32(seed) {
@@ -51,18 +52,6 @@
     for (const ch of text) h = Math.imul(h ^ ch.codePointAt(0), 0x01000193);
     return h >>> 0;
   }
-
-  /** Stable softmax as torch computes it: a row that is -inf everywhere gives NaN (0 / 0). */
-  function softmaxRaw(row) {
-    const max = Math.max(...row);
-    const e = row.map((s) => Math.exp(s - max));
-    const sum = e.reduce((a, b) => a + b, 0);
-    return e.map((v) => v / sum);
-  }
-
-  /** The package's guard (masked_softmax): a row masked everywhere gets all-zero weights. */
-  const softmax = (row) =>
-    Math.max(...row) === -Infinity ? row.map(() => 0) : softmaxRaw(row);
 
   /** Scores and weights (H, T, T) and context (T, d_out) for the state s. */
   function attend(s) {
@@ -99,39 +88,7 @@
     return { T, dIn, dOut, H, D, scores, weights, context };
   }
 
-  // ---- Colour --------------------------------------------------------------
-
-  const STOPS = [
-    [68, 1, 84],
-    [59, 82, 139],
-    [33, 145, 140],
-    [94, 201, 98],
-    [253, 231, 37],
-  ];
-
-  /** A viridis-like colour for t in [0, 1], and the text colour that reads on it. */
-  function viridis(t) {
-    const x = Math.min(1, Math.max(0, t || 0)) * (STOPS.length - 1);
-    const i = Math.min(STOPS.length - 2, Math.floor(x));
-    const rgb = STOPS[i].map((a, k) => Math.round(a + (x - i) * (STOPS[i + 1][k] - a)));
-    const lin = rgb.map((c) => ((c /= 255) <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
-    const L = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
-    return [`rgb(${rgb.join(", ")})`, L > 0.179 ? "#000" : "#fff"];
-  }
-
   // ---- DOM -----------------------------------------------------------------
-
-  function el(tag, props, ...kids) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v == null || v === false) continue;
-      if (k === "class") e.className = v;
-      else if (k === "style") e.style.cssText = v;
-      else e.setAttribute(k, v === true ? "" : v);
-    }
-    for (const kid of kids.flat()) if (kid != null) e.append(kid);
-    return e;
-  }
 
   const fmt = (v) => (v === -Infinity ? "−∞" : v.toFixed(4).replace(/^-(0\.0+)$/, "$1"));
   const num = (v, attrs) => el("td", { ...attrs, "data-value": String(v) }, fmt(v));
@@ -485,15 +442,14 @@
         table(
           `Weights of every query${r.H > 1 ? `, head ${s.head + 1}` : ""}`,
           ["query \\ key", ...tok],
-          rowsOf(A, (v, i, k) => {
-            const [bg, fg] = viridis(v / top);
-            return num(v, {
+          rowsOf(A, (v, i, k) =>
+            num(v, {
               "data-row": i,
               "data-col": k,
-              style: `background: ${bg}; color: ${fg}`,
+              style: E.paint(v / top),
               class: s.causal && k > i && "attn-pg-masked",
-            });
-          }),
+            }),
+          ),
           { "data-pg-out": "heatmap", class: "attn-pg-heat" },
         ),
       );
@@ -592,7 +548,7 @@
   const LAB_STEP_IDS = ["scores", "scaled", "masked", "weights", "zeroed", "dropped", "context"];
   const WEIGHT_STEPS = ["weights", "zeroed", "dropped"];
   const D_K_INDEX = (list, d) => Math.max(0, list.indexOf(d));
-  const sumOf = (row) => row.reduce((a, b) => a + b, 0);
+  const sumOf = E.sum;
   // Numbers inside explanations: four decimals, or a mantissa and exponent when huge.
   const term = (v) => (Number.isFinite(v) && Math.abs(v) >= 1e5 ? v.toExponential(4) : fmt(v));
   const asNumbers = (m) => m.map((row) => row.map(Number));
@@ -607,13 +563,12 @@
     const T = Q.length;
     const mask = range(T).map((i) => range(T).map((j) => j > i || i === s.blocked_row));
     const each = (M, f) => M.map((row, i) => row.map((v, j) => f(v, i, j)));
-    const scores = Q.map((q) => K.map((k) => q.reduce((sum, a, c) => sum + a * k[c], 0)));
+    const scores = Q.map((q) => K.map((k) => E.dot(q, k)));
     const scaled = s.scale ? each(scores, (v) => v / dk ** 0.5) : scores;
     const masked = s.mask_after ? scaled : each(scaled, (v, i, j) => (mask[i][j] ? -Infinity : v));
     const weights = masked.map(softmaxRaw);
     const zeroed = s.mask_after ? each(weights, (w, i, j) => (mask[i][j] ? 0 : w)) : weights;
-    const drop = (W) =>
-      s.training ? each(W, (w, i, j) => (w * (data.keep[i][j] ? 1 : 0)) / (1 - data.p)) : W;
+    const drop = (W) => (s.training ? E.dropout(W, data.keep, data.p) : W);
     const dropped = drop(zeroed);
     const guarded = scaled.map((row, i) =>
       softmax(row.map((v, j) => (mask[i][j] ? -Infinity : v))),
@@ -1008,21 +963,13 @@
     go(s.step);
   }
 
-  /** Add the stylesheet to the document once, unless the page links it. */
-  function addStylesheet() {
-    if (!STYLESHEET) return;
-    const present = "style[data-attn-stylesheet='playground'], link[href*='attention-playground.css']";
-    if (document.querySelector(present)) return;
-    document.head.append(el("style", { "data-attn-stylesheet": "playground" }, STYLESHEET));
-  }
-
   function start() {
     const kinds = { playground: setup, lab: setupLab };
     for (const [kind, draw] of Object.entries(kinds)) {
       document.querySelectorAll(`.attn-widget[data-attn-kind="${kind}"]`).forEach((root) => {
         if (root.dataset.pgReady) return;
         root.dataset.pgReady = "1";
-        addStylesheet();
+        E.addStylesheet(STYLESHEET, "playground", "attention-playground.css");
         root.querySelectorAll(":scope > .attn-fallback").forEach((fallback) => fallback.remove());
         try {
           draw(root);

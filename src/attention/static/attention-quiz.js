@@ -3,11 +3,12 @@
  * Draws every .attn-widget[data-attn-kind="quiz"] from the JSON that
  * attention.quiz embeds in it: the question's data (queries and keys, or a
  * shape and its operations). This script computes the answer from that data
- * itself, with the playground's arithmetic (dot products, a stable softmax
- * that gives a fully blocked row zero weights) and torch's rules for view and
- * transpose, checks the reader's input against it, and shows the working on
- * Reveal. The browser tests hold its answer equal to the package's, which
- * the data also carries. Plain DOM, no libraries.
+ * itself, with the in-page engine every widget shares (attention-engine.js:
+ * dot products, a stable softmax that gives a fully blocked row zero
+ * weights, torch's rules for view and transpose), checks the reader's input
+ * against it, and shows the working on Reveal. The browser tests hold its
+ * answer equal to the package's, which the data also carries. Plain DOM, no
+ * libraries.
  */
 (() => {
   "use strict";
@@ -21,63 +22,31 @@
   // (attention.widgets fills it in); null in the book, whose page links the file.
   const STYLESHEET = null;
 
+  // The shared arithmetic and DOM helpers (attention-engine.js, loaded first).
+  const E = window.AttentionEngine;
+  const { el } = E;
+
   // ---- Arithmetic ----------------------------------------------------------
 
-  const dot = (a, b) => a.reduce((sum, v, i) => sum + v * b[i], 0);
-
-  /** Stable softmax; a row masked everywhere gets all-zero weights. */
-  function softmax(row) {
-    const max = Math.max(...row);
-    if (max === -Infinity) return row.map(() => 0);
-    const e = row.map((s) => Math.exp(s - max));
-    const sum = e.reduce((a, b) => a + b, 0);
-    return e.map((v) => v / sum);
-  }
-
-  /** One query's scores and weights over every key. */
+  /** One query's scores and weights over every key: the engine's attention, one row. */
   function attend(d) {
-    const q = d.queries[d.query];
-    const dk = q.length;
-    const scores = d.keys.map((k, j) => {
-      if (d.causal && j > d.query) return -Infinity;
-      const s = dot(q, k);
-      return d.scale ? s / Math.sqrt(dk) : s;
-    });
-    const weights = softmax(scores);
-    let best = 0;
-    weights.forEach((w, j) => {
-      if (w > weights[best]) best = j;
-    });
-    return { scores, weights, answer: best };
-  }
-
-  const product = (xs) => xs.reduce((a, b) => a * b, 1);
-  function contiguousStrides(shape) {
-    const out = new Array(shape.length);
-    let step = 1;
-    for (let i = shape.length - 1; i >= 0; i--) {
-      out[i] = step;
-      step *= shape[i];
-    }
-    return out;
+    const r = E.attention({ queries: d.queries, keys: d.keys, scale: d.scale, causal: d.causal });
+    const weights = r.weights[d.query];
+    return { scores: r.scores[d.query], weights, answer: E.argmax(weights) };
   }
 
   /** Shape and strides after each operation, from a contiguous tensor. */
   function shapes(d) {
-    let t = { shape: d.shape.slice(), stride: contiguousStrides(d.shape) };
+    let t = { shape: d.shape.slice(), stride: E.contiguousStrides(d.shape) };
     const trail = [{ op: "start", ...t }];
     for (const op of d.operations) {
       if (op[0] === "view") {
-        if (product(op[1]) !== product(t.shape)) throw new Error(`view(${op[1]}) changes the size`);
-        t = { shape: op[1].slice(), stride: contiguousStrides(op[1]) };
+        if (E.product(op[1]) !== E.product(t.shape)) throw new Error(`view(${op[1]}) changes the size`);
+        t = { shape: op[1].slice(), stride: E.contiguousStrides(op[1]) };
         trail.push({ op: `.view(${op[1].join(", ")})`, ...t });
       } else {
         const [, a, b] = op;
-        const shape = t.shape.slice();
-        const stride = t.stride.slice();
-        [shape[a], shape[b]] = [shape[b], shape[a]];
-        [stride[a], stride[b]] = [stride[b], stride[a]];
-        t = { shape, stride };
+        t = E.swapDims(t, a, b);
         trail.push({ op: `.transpose(${a}, ${b})`, ...t });
       }
     }
@@ -141,17 +110,6 @@
   }
 
   // ---- Drawing ----------------------------------------------------------------
-
-  function el(tag, props, ...kids) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v == null || v === false) continue;
-      if (k === "class") e.className = v;
-      else e.setAttribute(k, v === true ? "" : v);
-    }
-    for (const kid of kids.flat()) if (kid != null) e.append(kid);
-    return e;
-  }
 
   let counter = 0;
 
@@ -224,18 +182,11 @@
     root.dataset.quizReady = "1";
   }
 
-  function addStylesheet() {
-    if (!STYLESHEET) return;
-    const present = "style[data-attn-stylesheet='quiz'], link[href*='attention-quiz.css']";
-    if (document.querySelector(present)) return;
-    document.head.append(el("style", { "data-attn-stylesheet": "quiz" }, STYLESHEET));
-  }
-
   function start() {
     document.querySelectorAll('.attn-widget[data-attn-kind="quiz"]').forEach((root) => {
       if (root.dataset.quizStarted) return;
       root.dataset.quizStarted = "1";
-      addStylesheet();
+      E.addStylesheet(STYLESHEET, "quiz", "attention-quiz.css");
       root.querySelectorAll(":scope > .attn-fallback").forEach((fallback) => fallback.remove());
       setup(root);
     });

@@ -23,51 +23,10 @@
   // (attention.widgets fills it in); null in the book, whose pages link the file.
   const STYLESHEET = null;
 
-  // Viridis, sampled at nine evenly spaced points (matplotlib's default map,
-  // so the interactive and static figures share one colour scale).
-  const VIRIDIS = [
-    [68, 1, 84], [71, 45, 123], [59, 82, 139], [44, 114, 142], [33, 145, 140],
-    [40, 174, 128], [94, 201, 98], [173, 220, 48], [253, 231, 37],
-  ];
-
-  function viridisRGB(t) {
-    const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (VIRIDIS.length - 1);
-    const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
-    const f = x - i;
-    return VIRIDIS[i].map((v, k) => Math.round(v + f * (VIRIDIS[i + 1][k] - v)));
-  }
-
-  function viridis(t) {
-    const c = viridisRGB(t);
-    return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
-  }
-
-  /** Black or white, whichever contrasts more with the colour (WCAG 2 luminance):
-   * the two contrast ratios are equal where the luminance is 0.179, so the
-   * chosen one is always at least 4.58:1. */
-  function textOn(rgb) {
-    const lin = rgb.map((c) => ((c /= 255) <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
-    const luminance = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
-    return luminance > 0.179 ? "#000" : "#fff";
-  }
-
-  /** A number as the book prints it; null stands for a masked -infinity. */
-  function format(value, decimals) {
-    if (value === null) return "−∞";
-    return value.toFixed(decimals).replace("-", "−");
-  }
-
-  function el(tag, attrs, children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "text") node.textContent = value;
-      else if (key === "className") node.className = value;
-      else node.setAttribute(key, value === true ? "" : value);
-    }
-    for (const child of children || []) if (child) node.append(child);
-    return node;
-  }
+  // The shared helpers (attention-engine.js, loaded first): viridis, a cell's
+  // colours (paint), numbers as the book prints them, el.
+  const E = window.AttentionEngine;
+  const { viridis, paint, format, el } = E;
 
   let counter = 0;
   const uid = (prefix) => `${prefix}-${++counter}`;
@@ -157,12 +116,8 @@
             "aria-label": label(i, j, v),
             className: blocked ? "attn-blocked" : null,
             text: showText && !blocked ? format(v, data.decimals) : "",
+            style: blocked ? null : paint(high > low ? (v - low) / (high - low) : 0.5),
           });
-          if (!blocked) {
-            const rgb = viridisRGB(high > low ? (v - low) / (high - low) : 0.5);
-            td.style.background = `rgb(${rgb.join(", ")})`;
-            td.style.color = textOn(rgb);
-          }
           tr.append(td);
         });
         body.append(tr);
@@ -286,16 +241,6 @@
 
   const RENDERERS = { heatmap: renderHeatmap, steps: renderSteps };
 
-  /** Add the stylesheet to the document (or shadow root) once, unless a page links it. */
-  function addStylesheet(scope) {
-    if (!STYLESHEET) return;
-    const holder = scope.head || scope;
-    if (holder.querySelector("style[data-attn-stylesheet], link[href*='attention-widgets.css']")) {
-      return;
-    }
-    holder.append(el("style", { "data-attn-stylesheet": "widgets", text: STYLESHEET }));
-  }
-
   /** Draw every widget not drawn yet: in the document, and in the shadow root
    * that holds `script` if there is one. */
   function init(script) {
@@ -306,7 +251,7 @@
       for (const root of scope.querySelectorAll(".attn-widget[data-attn-kind]")) {
         const render = RENDERERS[root.dataset.attnKind];
         if (!render || root.dataset.attnReady) continue;
-        addStylesheet(scope);
+        E.addStylesheet(STYLESHEET, "widgets", "attention-widgets.css", scope);
         const data = JSON.parse(root.querySelector("script.attn-data").textContent);
         root.dataset.attnReady = "true";
         for (const fallback of root.querySelectorAll(":scope > .attn-fallback")) fallback.remove();
