@@ -115,7 +115,10 @@ def _execution_cache() -> Path:
 nb_execution_mode = "cache"
 nb_execution_cache_path = str(_execution_cache())
 # Models that several chapters train alike (chapters 5 to 8 train the grammar
-# model with the same settings) are trained once per build and loaded after:
+# model with the same settings, chapter 12 and the playground the induction
+# model) are trained once per build and loaded after, also by a chapter that
+# executes again after an edit; a kernel that needs a model another kernel is
+# training waits for it (a lock per model) instead of training it twice:
 # src/attention/_model_cache.py keys each by its arguments, the source of every
 # package module the training imports, the library versions and the
 # floating-point settings, so a stored model is never stale. It lives in the

@@ -511,6 +511,28 @@ def table(steps: Sequence[Step]) -> str:
     return "\n".join(rows)
 
 
+def chapter_table(steps: Sequence[Step]) -> str:
+    """Each notebook's execution seconds in the builds that executed every notebook.
+
+    One column per cold build ("cold", and "fp cold" when it ran), notebooks
+    slowest first, and their sum: the kernels' share of a cold build (with
+    ``-j N`` N kernels run at once, so the sum exceeds the wall time).
+    """
+    colds = [s for s in steps if s.name in ("cold", "fp cold")]
+    names = sorted(
+        {n for s in colds for n in s.executed}, key=lambda n: -colds[0].executed.get(n, 0)
+    )
+    head = "".join(f"{s.name + ' s':>10}" for s in colds) + "  notebook"
+    rows = [head, "-" * len(head)]
+    for name in names:
+        cells = "".join(
+            f"{s.executed[name]:10.1f}" if name in s.executed else f"{'-':>10}" for s in colds
+        )
+        rows.append(f"{cells}  {name}")
+    rows.append("".join(f"{sum(s.executed.values()):10.1f}" for s in colds) + "  sum")
+    return "\n".join(rows)
+
+
 def run(
     command: Sequence[str],
     project: Path,
@@ -629,9 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     print(table(report.steps))
-    print("\nexecution seconds of each notebook in the cold build:")
-    for name, seconds in sorted(report.steps[0].executed.items(), key=lambda kv: -kv[1]):
-        print(f"  {seconds:6.1f}  {name}")
+    print("\nexecution seconds of each notebook in the cold builds:")
+    print(chapter_table(report.steps))
     print(f"\n{report.machine['cpus']} CPUs, {report.date}; load = 1-minute load average")
     print("\ntargets:")
     for target in report.targets:

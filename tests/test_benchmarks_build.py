@@ -18,6 +18,7 @@ from benchmarks.build import (
     MODULE_EDITS,
     RESULTS_CHAPTER,
     Step,
+    chapter_table,
     check_targets,
     copy_project,
     edit_code,
@@ -236,3 +237,13 @@ def test_the_second_floating_point_path_executes_all_once_then_nothing():
         assert [t.holds for t in targets[3:]] == holds
         assert "floating-point" in targets[3].name
         assert "80% of the cold build" in targets[3].detail
+
+
+def test_the_chapter_table_shows_each_notebooks_seconds_in_each_cold_build():
+    cold = Step("cold", "", 9.0, 9.0, (2, 0), {"01-a": 2.0, "02-b": 5.0}, 0.0, 0.0)
+    fp = Step("fp cold", "", 9.0, 9.0, (2, 0), {"02-b": 6.0}, 0.0, 0.0)
+    rows = chapter_table([cold, _step("no change", 1.0, []), fp]).splitlines()
+    assert rows[0].split() == ["cold", "s", "fp", "cold", "s", "notebook"]
+    assert rows[2].split() == ["5.0", "6.0", "02-b"]  # slowest first
+    assert rows[3].split() == ["2.0", "-", "01-a"]  # not executed by the fp build
+    assert rows[4].split() == ["7.0", "6.0", "sum"]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from attention import _model_cache, grammar
+from attention import _model_cache, dropout_experiment, grammar, induction_scores, rnn_training
 from attention._model_cache import cached, key, package_imports
+from attention.dropout_experiment import ToyRunConfig
+from attention.induction import InductionConfig
+from attention.rnn import Seq2SeqConfig
 
 SRC = Path(grammar.__file__).resolve().parents[1]
 
@@ -66,3 +70,59 @@ def test_a_cached_training_loads_the_same_model(tmp_path, monkeypatch):
         assert torch.equal(tensor, after[name])  # exact: the stored tensors, bit for bit
     grammar.train_grammar(steps=4, batch_size=4)  # other arguments: a second entry
     assert len(list(tmp_path.glob("train_grammar-*.pt"))) == 2
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(
+    ("name", "train"),
+    [
+        ("train", lambda: rnn_training.train(Seq2SeqConfig(hidden_size=8), lengths=(3,), steps=2)),
+        (
+            "train_induction",
+            lambda: induction_scores.train_induction(
+                InductionConfig(context_length=8), steps=2, test_size=4
+            ),
+        ),
+        (
+            "train_toy",
+            lambda: dropout_experiment.train_toy(
+                ToyRunConfig(train_size=8, val_size=8, steps=2, eval_every=1), "scores"
+            ),
+        ),
+    ],
+)
+def test_the_other_trainings_are_cached_too(tmp_path, monkeypatch, name, train):
+    monkeypatch.setenv(_model_cache.ENVIRONMENT_VARIABLE, str(tmp_path))
+    first = train()
+    assert len(list(tmp_path.glob(f"{name}-*.pt"))) == 1
+    second = train()
+    assert second is not first  # loaded, not the same object
+    assert repr(second) == repr(first)  # every field, printed in full precision
+    model = getattr(first, "model", None)
+    if model is not None:
+        for tensor, loaded in zip(
+            model.state_dict().values(), second.model.state_dict().values(), strict=True
+        ):
+            assert torch.equal(tensor, loaded)  # exact: the stored tensors, bit for bit
+
+
+def test_a_training_holds_the_entry_lock_so_a_second_kernel_waits_and_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv(_model_cache.ENVIRONMENT_VARIABLE, str(tmp_path))
+    held = []
+
+    def train() -> str:
+        # What another kernel would meet now: the entry's lock, taken.
+        (lock_path,) = tmp_path.glob("train_grammar-*.lock")
+        with lock_path.open("a") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(True)
+            else:
+                held.append(False)
+        return "trained"
+
+    assert cached(grammar.train_grammar, ("lock",), train) == "trained"
+    assert held == [True]
+    again = cached(grammar.train_grammar, ("lock",), lambda: "trained again")
+    assert again == "trained"  # loaded: the entry was written before the lock was let go

@@ -1,7 +1,9 @@
 """A disk cache for models the chapters train, never stale: keyed by code and settings.
 
 Several chapters train the same small model with the same settings (chapters
-5 to 8 all call ``train_grammar(seed=0)``). When the environment variable
+5 to 8 all call ``train_grammar(seed=0)``, chapter 12 and the playground
+``train_induction(seed=0)``), and a chapter that executes again after an edit
+would train its models again. When the environment variable
 ``ATTENTION_MODEL_CACHE`` names a folder (``conf.py`` sets it for the book's
 build), :func:`cached` stores what a training returns there, and a later call
 with the same arguments loads it instead of training again. Without the
@@ -36,6 +38,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: kernels that need one model at once both train it
+    fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 
@@ -133,9 +140,17 @@ def cached(function: Callable[..., T], arguments: tuple[object, ...], train: Cal
     if path.is_file():
         result: T = torch.load(path, weights_only=False)  # written by this function only
         return result
-    result = train()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    torch.save(result, partial)
-    partial.replace(path)  # atomic: two kernels training at once both write whole files
+    # Two kernels of a parallel build that need the same model: the second
+    # waits for the first's training and loads it instead of training again.
+    with path.with_suffix(".lock").open("a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if path.is_file():
+            result = torch.load(path, weights_only=False)
+            return result
+        result = train()
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        torch.save(result, partial)
+        partial.replace(path)  # atomic: a reader without the lock never sees half a file
     return result

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attention import _checks
+from attention import _checks, _model_cache
 from attention.dropout import PLACEMENTS, Placement, PlacementAttention, _placement
 
 
@@ -160,6 +160,12 @@ def train_toy(config: ToyRunConfig, placement: Placement | Literal["none"]) -> R
         >>> len(train_toy(config, "scores").history)
         2
     """
+    return _model_cache.cached(
+        train_toy, (config, placement), lambda: _train_toy(config, placement)
+    )
+
+
+def _train_toy(config: ToyRunConfig, placement: Placement | Literal["none"]) -> RunResult:
     if not isinstance(config, ToyRunConfig):
         raise TypeError(f"config must be a ToyRunConfig, got {type(config).__name__}")
     p = 0.0 if placement == "none" else _checks.probability("config.p", config.p)

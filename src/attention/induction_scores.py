@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attention import _checks
+from attention import _checks, _model_cache
 from attention._training import clipped_adam
 from attention.induction import (
     AttentionOnlyTransformer,
@@ -223,6 +223,25 @@ def train_induction(
         )
     _checks.positive_number("lr", lr)
     _checks.non_negative_int("seed", seed)
+    arguments = (cfg, n_steps, b, low, high, lr, seed, n_test, str(device))
+    return _model_cache.cached(
+        train_induction,
+        arguments,
+        lambda: _train(cfg, n_steps, b, low, high, lr, seed, n_test, device),
+    )
+
+
+def _train(
+    cfg: InductionConfig,
+    n_steps: int,
+    b: int,
+    low: int,
+    high: int,
+    lr: float,
+    seed: int,
+    n_test: int,
+    device: torch.device | str,
+) -> InductionRun:
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attention import _checks
+from attention import _checks, _model_cache
 from attention._training import clipped_adam
 from attention.rnn import Encoder, Seq2Seq, Seq2SeqConfig, Task, _digits, digit_batch
 
@@ -113,6 +113,25 @@ def train(
     n_steps = _checks.positive_int("steps", steps)
     _checks.positive_number("lr", lr)
     _checks.non_negative_int("seed", seed)
+    arguments = (config, sizes, n_steps, batch_size, lr, seed, task, test_size, str(device))
+    return _model_cache.cached(
+        train,
+        arguments,
+        lambda: _train(config, sizes, n_steps, batch_size, lr, seed, task, test_size, device),
+    )
+
+
+def _train(
+    config: Seq2SeqConfig,
+    sizes: tuple[int, ...],
+    n_steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    task: Task,
+    test_size: int,
+    device: torch.device | str,
+) -> TrainingRun:
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
