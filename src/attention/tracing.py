@@ -214,7 +214,7 @@ def trace_multihead(
         if blocked.dim() == 3:
             blocked = rec("blocked", "(causal | padding)[:, None]", "B 1 T T", blocked[:, None])
         else:
-            rec("blocked", "mask.bool()[:T, :T]", "T T", blocked)
+            rec("blocked", "mask[:T, :T].bool()", "T T", blocked)
         weights = masked_softmax(scaled, blocked)  # (B, H, T, T)
         rec("weights", "masked_softmax(scaled, blocked)", "B H T T", weights)
         active = layer.dropout.training and layer.dropout.p > 0
