@@ -21,9 +21,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 # The parity, property and golden tests of every layer (chapters 3 to 8
-# included), additive attention and the RNN models, RoPE, the attention-only
-# model, the shortcut experiment, the multi-head tracer, flash attention, the
-# KV cache, GPTModel, dropout and the training helpers.
+# included, and chapter 4's hand-set heads), additive attention and the RNN
+# models, RoPE, the attention-only model, the shortcut experiment, the
+# multi-head tracer, flash attention, the KV cache, GPTModel, dropout and the
+# training helpers.
 DEVICE_MODULES = (
     "test_attention_options.py",
     "test_causal.py",
@@ -37,6 +38,7 @@ DEVICE_MODULES = (
     "test_kv_cache.py",
     "test_multihead.py",
     "test_position.py",
+    "test_projections.py",
     "test_properties.py",
     "test_rnn.py",
     "test_scaling.py",
