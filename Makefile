@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed
 # torch from there instead of the default index.
 TORCH_INDEX_URL ?=
 # A torch requirement to install instead of requirements/torch.txt (for
-# example "torch==2.5.1", or "torch" for the newest): CI's torch-versions job
+# example "torch==2.6.0", or "torch" for the newest): CI's torch-versions job
 # tests the package on the oldest torch pyproject.toml allows and the newest.
 TORCH_SPEC ?=
 SPHINXOPTS ?=

@@ -137,9 +137,11 @@ C_COMPILER = pytest.mark.skipif(
     not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
     reason="torch.compile on the CPU needs a C compiler",
 )
-# Inductor itself still calls torch.jit.script_method, which warns (torch 2.13).
+# Inductor itself still calls torch.jit.script_method, which warns (torch 2.13),
+# and torch 2.6's inductor warns while it writes its own cache.
 INDUCTOR_WARNINGS = pytest.mark.filterwarnings(
-    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",
+    "ignore:Skipping serialization of skipfiles_inline_module_allowlist:UserWarning",
 )
 
 

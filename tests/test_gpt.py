@@ -590,5 +590,8 @@ def test_gpt_model_compiles_as_one_graph():
     idx = torch.randint(0, 16, (2, 5))
     with torch.no_grad():
         assert torch.allclose(compiled(idx), model(idx), atol=1e-5, rtol=0)
-        with pytest.raises(RuntimeError, match=r"in_idx must hold ids in \[0, vocab_size=16\)"):
+        # torch 2.6's compiled graph can stop first at its own bounds check of
+        # the embedding; both are RuntimeErrors that say what is out of range.
+        stops = r"in_idx must hold ids in \[0, vocab_size=16\)|index out of bounds: 0 <= \w+ < 16"
+        with pytest.raises(RuntimeError, match=stops):
             compiled(torch.full((2, 5), 16))

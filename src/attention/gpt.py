@@ -691,8 +691,10 @@ class GPTModel(nn.Module):
         if _checks.compiling():
             # Reading in_range on the host would break a fullgraph=True graph (and
             # stall a GPU on every call). The assert is traced into the graph
-            # instead and stops bad ids there: a RuntimeError on the CPU; on a GPU
-            # a device-side assert, which, like any, ends the CUDA context.
+            # instead and stops bad ids there: a RuntimeError on the CPU (torch
+            # 2.6's compiler may stop first at its own bounds check of the
+            # embedding, also a RuntimeError); on a GPU a device-side assert,
+            # which, like any, ends the CUDA context.
             # (torch._assert_async calls this aten op; torch's stubs do not
             # export torch._assert_async itself.)
             message = f"{name} must hold ids in [0, vocab_size={vocab})"
