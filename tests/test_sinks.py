@@ -20,7 +20,6 @@ from attention.sinks import (
     first_token_share,
     qk_norm_experiment,
     qk_normalize,
-    score_bound,
     softmax_with_sink,
     softmax_with_sink_column,
     uniform_first_token_share,
@@ -66,6 +65,20 @@ def test_sink_softmax_equals_the_sink_column_form(device, seed, b, h, t):
     torch.testing.assert_close(fast, column, atol=1e-6, rtol=1e-5)
 
 
+@given(seed=seeds, t=st.integers(1, 5))
+def test_sink_softmax_gradients_equal_the_column_forms(device, seed, t):
+    grads = []
+    for form in (softmax_with_sink, softmax_with_sink_column):
+        scores = _scores(seed, 2, 2, t, device).requires_grad_()
+        sinks = random_tensor(seed + 1, 2, device=device).requires_grad_()
+        upstream = random_tensor(seed + 2, 2, 2, t, t, device=device)
+        (form(scores, sinks) * upstream).sum().backward()
+        grads.append((scores.grad, sinks.grad))
+    (fast_scores, fast_sinks), (column_scores, column_sinks) = grads
+    torch.testing.assert_close(fast_scores, column_scores, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fast_sinks, column_sinks, atol=1e-6, rtol=1e-5)
+
+
 @given(seed=seeds, h=st.integers(1, 3), t=st.integers(1, 6))
 def test_rows_sum_to_one_minus_the_sink_share(device, seed, h, t):
     scores = _scores(seed, 2, h, t, device)
@@ -96,7 +109,7 @@ def test_a_minus_inf_sink_is_the_ordinary_softmax(device):
 @pytest.mark.parametrize("sink", [0.0, -5.0, -torch.inf])
 def test_a_fully_masked_row_gives_zeros_not_nan(device, sink):
     scores = torch.full((1, 1, 2, 3), -torch.inf, device=device)
-    scores[0, 0, 1] = torch.tensor([0.5, -1.0, 2.0])  # row 1 sees keys; row 0 sees none
+    scores[0, 0, 1] = torch.tensor([0.5, -1.0, 2.0], device=device)  # row 0 sees no key
     sinks = torch.tensor([sink], device=device)
     for weights in (softmax_with_sink(scores, sinks), softmax_with_sink_column(scores, sinks)):
         assert not weights.isnan().any()
@@ -192,16 +205,21 @@ def test_every_qk_normed_score_is_within_the_bound(device, seed, t, log_scale, g
         layer.q_scale.mul_(gain * random_tensor(seed, 2, device=device))
         layer.k_scale.copy_(random_tensor(seed + 1, 2, device=device))
     x = 10**log_scale * random_tensor(seed + 2, 2, t, 4, device=device)
-    bound = score_bound(layer.q_scale, layer.k_scale)
+    bound = layer.score_bound()
     assert layer.scores(x).abs().max().item() <= bound * (1 + 1e-5)
 
 
-def test_the_bound_with_unit_gains_is_sqrt_d(device):
-    ones = torch.ones(16, device=device)
-    assert score_bound(ones, ones) == 4.0  # exact: sqrt(16) * 1
-    # Equal queries and keys reach it: q . q / sqrt(D) = D / sqrt(D).
-    q = qk_normalize(torch.ones(1, 1, 1, 16, device=device), eps=1e-12)
-    torch.testing.assert_close((q @ q.mT / 4).flatten(), torch.tensor([4.0], device=device))
+def test_the_bound_is_sqrt_d_with_unit_gains_and_is_reached(device):
+    layer = QKNormAttention(32, 2, 4, eps=1e-12).to(device)  # D = 16
+    assert layer.score_bound() == 4.0  # exact: sqrt(16) * 1, unit gains
+    with torch.no_grad():
+        layer.W_query.weight.copy_(layer.W_key.weight)  # queries equal keys
+        layer.k_scale.fill_(-2.0)  # the bound takes |g_q g_k|: now 8
+        scores = layer.scores(random_tensor(0, 1, 4, 32, device=device))
+    assert layer.score_bound() == 8.0  # exact: 4 * |1 * -2|
+    # q . q = D for a unit-RMS q: the diagonal scores sit at the bound, -sqrt(D) * 2.
+    expected = torch.full((1, 2, 4), -8.0, device=device)
+    torch.testing.assert_close(scores.diagonal(dim1=-2, dim2=-1), expected, atol=1e-5, rtol=0)
 
 
 @given(seed=seeds, t=st.integers(1, 6))
@@ -318,7 +336,7 @@ def test_known_shares_per_layer_and_head(device):
     expected = torch.tensor([[1.0, 0.5], [0.5, 13 / 36]], device=device)
     torch.testing.assert_close(share, expected, atol=1e-6, rtol=1e-5)
     # From start=2: rows 2 and 3 only; a uniform head gives (1/3 + 1/4) / 2.
-    assert first_token_share(weights[None], start=2)[1, 1].item() == pytest.approx(7 / 24)
+    assert first_token_share(weights[None], start=2)[1, 1].item() == pytest.approx(7 / 24, abs=1e-6)
     assert uniform_first_token_share(4, start=2) == pytest.approx(7 / 24, abs=1e-12)
 
 
@@ -371,8 +389,6 @@ def test_qk_norm_rejects_bad_input():
         qk_normalize(torch.zeros(2, 4), eps=0.0)
     with pytest.raises(ValueError, match=r"eps must be a positive number, got -1"):
         QKNormAttention(4, 2, 6, eps=-1.0)
-    with pytest.raises(ValueError, match=r"k_scale must have last dimension D of q_scale=4"):
-        score_bound(torch.ones(4), torch.ones(2))
 
 
 @pytest.mark.parametrize(

@@ -1,27 +1,23 @@
 """Where a head puts its weight when nothing is relevant: sinks and QK-norm.
 
-A softmax row sums to one, so a head that finds nothing worth reading must
-still spend its weight somewhere; trained models park it on the first token,
-the *attention sink* StreamingLLM measured (Xiao et al. 2023,
-arXiv:2309.17453, section 3.1). Two answers from current models, and the
-measurement:
+A softmax row sums to one, so a head that finds nothing to read must still
+spend its weight somewhere; trained models park it on the first token, the
+*attention sink* of StreamingLLM (Xiao et al. 2023, arXiv:2309.17453, 3.1).
 
-* :func:`softmax_with_sink`, :class:`SinkAttention`: each head h has a
-  learned logit s_h in the softmax's denominator with no value, so a row may
-  sum to less than one and the head can attend to nothing (OpenAI 2025,
-  gpt-oss model card, architecture section).
+* :func:`softmax_with_sink`, :class:`SinkAttention`: a learned logit s_h per
+  head joins the softmax's denominator with no value, so a row may sum to
+  less than one (OpenAI 2025, gpt-oss model card, architecture section).
 * :func:`qk_normalize`, :class:`QKNormAttention`: an RMSNorm on each head's
-  queries and keys before the dot product bounds every score (per head of D
-  features in Qwen3 and Gemma 3, as here; over the whole C-wide projection in
-  OLMo 2: Yang et al. 2025, Qwen3 technical report, section 2; Gemma Team
-  2025, Gemma 3 technical report, section 2; OLMo et al. 2024, 2 OLMo 2
-  Furious, on training stability). :func:`qk_norm_experiment` reruns chapter
-  4's width experiment (:mod:`attention.scaling`) with it.
-* :func:`first_token_share`, :func:`uniform_first_token_share`: the weight
-  each head puts on position 0, against what a uniform head would.
+  queries and keys bounds every score (per head, as here, in Qwen3 and Gemma
+  3; over the whole C-wide projection in OLMo 2: Yang et al. 2025, Qwen3
+  technical report, section 2; Gemma Team 2025, Gemma 3 technical report,
+  section 2; OLMo et al. 2024, 2 OLMo 2 Furious). :func:`qk_norm_experiment`
+  reruns chapter 4's width experiment (:mod:`attention.scaling`) with it.
+* :func:`first_token_share`, :func:`uniform_first_token_share`: the weight a
+  head puts on position 0, against what a uniform head would.
 
-Both layers take ``(d_model, num_heads, context_length)`` and are called as
-:class:`attention.MultiHeadAttention` is: ``layer(x, return_weights=True)``.
+Both layers are called as :class:`attention.MultiHeadAttention` is:
+``layer(x, return_weights=True)``.
 """
 
 from __future__ import annotations
@@ -65,7 +61,8 @@ def softmax_with_sink(scores: Tensor, sink_logits: Tensor) -> Tensor:
     """
     a, s = _sink_inputs(scores, sink_logits)
     sink = s.view(1, -1, 1, 1)  # (H,) -> (1, H, 1, 1)
-    top = torch.maximum(a.amax(dim=-1, keepdim=True), sink)  # (B, H, T_q, 1)
+    # Subtracting the row's largest logit changes no weight, so it needs no gradient.
+    top = torch.maximum(a.amax(dim=-1, keepdim=True), sink).detach()  # (B, H, T_q, 1)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # no -inf - -inf
     numerators = torch.exp(a - top)  # (B, H, T_q, T_k)
     # The largest term is exp(0) = 1, so the sum is at least 1 unless every
@@ -107,7 +104,7 @@ def qk_normalize(x: Tensor, scale: Tensor | None = None, *, eps: float = 1e-6) -
 
     ``g * x / sqrt(mean_D(x^2) + eps)``: every vector gets length at most
     ``sqrt(D)`` before the gain, so a score ``q . k / sqrt(D)`` of normalised
-    vectors is at most :func:`score_bound` in size. Equals
+    vectors is at most :meth:`QKNormAttention.score_bound` in size. Equals
     ``F.rms_norm(x, (D,), g, eps)``.
 
     Args:
@@ -130,23 +127,6 @@ def qk_normalize(x: Tensor, scale: Tensor | None = None, *, eps: float = 1e-6) -
     g = _checks.floating("scale", scale, ranks=(1,), layout="(D,)")
     _checks.last_dim("scale", g, v.shape[-1], "D of x")
     return normed * g  # (..., D) * (D,) -> (..., D)
-
-
-def score_bound(q_scale: Tensor, k_scale: Tensor) -> float:
-    """The largest score QK-norm allows: ``sqrt(D) * max_i |g_q,i g_k,i|``.
-
-    Normalised vectors u, v have ``|u|, |v| <= sqrt(D)``, so
-    ``|sum_i g_q,i g_k,i u_i v_i| / sqrt(D) <= max_i |g_q,i g_k,i| |u| |v| / sqrt(D)``.
-    With unit gains that is ``sqrt(D)``.
-
-    Example:
-        >>> score_bound(torch.ones(16), torch.ones(16))
-        4.0
-    """
-    gq = _checks.floating("q_scale", q_scale, ranks=(1,), layout="(D,)")
-    gk = _checks.floating("k_scale", k_scale, ranks=(1,), layout="(D,)")
-    _checks.last_dim("k_scale", gk, gq.shape[0], "D of q_scale")
-    return math.sqrt(gq.shape[0]) * (gq * gk).abs().max().item()
 
 
 class _CausalHeads(nn.Module):
@@ -199,9 +179,8 @@ class _CausalHeads(nn.Module):
             context_length=self.context_length,
         )
         q, k = self._queries_keys(x)  # (B, H, T, D) each
-        return (
-            q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
-        )  # (B,H,T,D) @ (B,H,D,T) -> (B,H,T,T)
+        k_t = k.transpose(-2, -1)  # (B, H, D, T)
+        return q @ k_t / math.sqrt(self.head_dim)  # (B,H,T,D) @ (B,H,D,T) -> (B,H,T,T)
 
     @overload
     def forward(self, x: Tensor, *, return_weights: Literal[False] = False) -> Tensor: ...
@@ -265,7 +244,7 @@ class QKNormAttention(_CausalHeads):
 
     As :class:`attention.MultiHeadAttention`, with each head's queries and keys
     passed through :func:`qk_normalize` before the scores, so every score is at
-    most ``score_bound(q_scale, k_scale)`` in size however large ``x`` grows.
+    most :meth:`score_bound` in size however large ``x`` grows.
 
     Args:
         d_model: Model width C, in and out.
@@ -280,8 +259,8 @@ class QKNormAttention(_CausalHeads):
     Example:
         >>> _ = torch.manual_seed(0)
         >>> layer, x = QKNormAttention(8, 2, 6), torch.randn(1, 6, 8)
-        >>> bool(layer.scores(x).abs().max() <= score_bound(layer.q_scale, layer.k_scale))
-        True
+        >>> layer.score_bound(), bool(layer.scores(x).abs().max() <= layer.score_bound())
+        (2.0, True)
     """
 
     def __init__(self, d_model: int, num_heads: int, context_length: int, eps: float = 1e-6):
@@ -292,9 +271,17 @@ class QKNormAttention(_CausalHeads):
 
     def _queries_keys(self, x: Tensor) -> tuple[Tensor, Tensor]:
         q, k = super()._queries_keys(x)  # (B, H, T, D) each
-        return qk_normalize(q, self.q_scale, eps=self.eps), qk_normalize(
-            k, self.k_scale, eps=self.eps
-        )
+        q = qk_normalize(q, self.q_scale, eps=self.eps)  # new: (B, H, T, D), RMS 1 times g_q
+        return q, qk_normalize(k, self.k_scale, eps=self.eps)  # new: (B, H, T, D)
+
+    def score_bound(self) -> float:
+        """The largest score this layer allows: ``sqrt(D) * max_i |g_q,i g_k,i|``.
+
+        Normalised vectors u, v have ``|u|, |v| <= sqrt(D)``, so
+        ``|sum_i g_q,i g_k,i u_i v_i| <= max_i |g_q,i g_k,i| |u| |v| <= max_i |g_q,i g_k,i| D``;
+        dividing by sqrt(D) gives the bound, ``sqrt(D)`` with unit gains.
+        """
+        return math.sqrt(self.head_dim) * (self.q_scale * self.k_scale).abs().max().item()
 
 
 @dataclass(frozen=True)
@@ -395,6 +382,13 @@ def uniform_first_token_share(num_tokens: int, *, start: int = 1) -> float:
 
     Query t of a causal head sees t + 1 keys; divide :func:`first_token_share`
     by this to say "k times the uniform share".
+
+    Args:
+        num_tokens: T, the sequence length.
+        start: The first query position counted, 0 <= start < T. Default: 1.
+
+    Returns:
+        The share, a float in (0, 1].
 
     Example:
         >>> round(uniform_first_token_share(3), 4)  # (1/2 + 1/3) / 2
