@@ -45,6 +45,7 @@ DEVICE_MODULES = (
     "test_self_attention.py",
     "test_shortcut.py",
     "test_simple.py",
+    "test_sinks.py",
     "test_tracing.py",
     "test_training.py",
 )
