@@ -256,7 +256,7 @@ def test_changing_a_later_token_leaves_earlier_outputs_alone(device, form):
     k2[:, :, 6], v2[:, :, 6] = -k[:, :, 6], 10.0  # change token 6 only
     after = form(q, k2, v2)
     torch.testing.assert_close(after[:, :, :6], before[:, :, :6], atol=TIGHT, rtol=TIGHT)
-    assert not torch.allclose(after[:, :, 6:], before[:, :, 6:])
+    assert not torch.allclose(after[:, :, 6:], before[:, :, 6:], atol=1e-3, rtol=0.0)
 
 
 # -- layers -----------------------------------------------------------------------
