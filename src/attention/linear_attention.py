@@ -277,6 +277,7 @@ def delta_rule_chunked(
         cq, ck, cv = (x[:, :, start : start + size] for x in (q, k, v))  # (B, H, L, D or D_v)
         cb = b[:, :, start : start + size, None]  # (B, H, L, 1)
         log_g = a[:, :, start : start + size].log().cumsum(-1)  # (B, H, L): log g_t
+        g = log_g.exp()[..., None]  # (B, H, L, 1): decay since the chunk began
         length = cq.shape[2]
         causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()  # (L, L)
         # Differences of logs, blocked above the diagonal before exp: G_ti = g_t / g_i.
@@ -284,12 +285,13 @@ def delta_rule_chunked(
         decay = gaps.exp()  # (B, H, L, L), zero above the diagonal
         a_mat = (cb * decay * (ck @ ck.mT)).tril(-1)  # (B, H, L, L): strictly lower
         eye = torch.eye(length, dtype=q.dtype, device=q.device)  # (L, L)
-        rhs = cb * cv - (cb * log_g[..., None].exp() * ck) @ state.mT  # (B, H, L, D_v)
+        rhs = cb * cv - (cb * g * ck) @ state.mT  # (B,H,L,D_v) - (B,H,L,D) @ (B,H,D,D_v)
+        # The UT transform: U = (I + A)^-1 rhs, by forward substitution.
         written = torch.linalg.solve_triangular(eye + a_mat, rhs, upper=False)  # U: (B,H,L,D_v)
-        start_read = log_g[..., None].exp() * cq @ state.mT  # (B,H,L,D) @ (B,H,D,D_v)
+        start_read = (g * cq) @ state.mT  # (B,H,L,D) @ (B,H,D,D_v) -> (B,H,L,D_v)
         outputs.append(start_read + (decay * (cq @ ck.mT)) @ written)  # (B, H, L, D_v)
         to_end = (log_g[..., -1:] - log_g).exp()[..., None]  # (B, H, L, 1): g_L / g_i
-        state = log_g[..., -1, None, None].exp() * state + written.mT @ (to_end * ck)  # (B,H,D_v,D)
+        state = g[..., -1:, :] * state + written.mT @ (to_end * ck)  # (B,H,D_v,L) @ (B,H,L,D)
     return torch.cat(outputs, dim=2)  # (B, H, T, D_v)
 
 
