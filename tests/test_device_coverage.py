@@ -36,6 +36,7 @@ DEVICE_MODULES = (
     "test_gpt.py",
     "test_induction.py",
     "test_kv_cache.py",
+    "test_linear_attention.py",
     "test_multihead.py",
     "test_position.py",
     "test_projections.py",
