@@ -173,7 +173,7 @@ class SparseAttention(nn.Module):
     def index_scores(self, x: Tensor) -> Tensor:
         """The indexer's scores for the (B, T, d_in) tokens ``x``: (B, T, T)."""
         b, t, _ = x.shape
-        queries = self.index_query(x).view(b, t, self.index_heads, self.index_dim)  # (B, T, H_I, D_I)
+        queries = self.index_query(x).view(b, t, self.index_heads, -1)  # (B, T, H_I, D_I)
         keys = self.index_key(x)  # (B, T, D_I)
         return lightning_index_scores(queries, keys, self.index_weight(x))  # (B, T, T)
 
@@ -204,7 +204,10 @@ class SparseAttention(nn.Module):
             context_length=self.attn.context_length,
         )
         keep = topk_causal_mask(self.index_scores(x), self.top_k)  # (B, T, T), True = may attend
-        return self.attn(x, attn_mask=keep[:, None], return_weights=return_weights)  # (B, 1, T, T)
+        out: Tensor | tuple[Tensor, Tensor] = self.attn(
+            x, attn_mask=keep[:, None], return_weights=return_weights
+        )  # the mask as (B, 1, T, T): the same selection for every head
+        return out
 
 
 @dataclass(frozen=True)
