@@ -91,6 +91,7 @@ def test_mask_polarity_true_means_may_attend(device) -> None:
 def test_k_at_least_t_keeps_every_causal_key(device) -> None:
     scores = random_tensor(3, 2, 5, 5, device=device)
     for k in (5, 9):
+        # exact: boolean masks
         assert torch.equal(
             topk_causal_mask(scores, k), ~causal_mask(5, device=device).expand(2, 5, 5)
         )
@@ -103,7 +104,7 @@ def test_rows_hold_min_k_t_causal_keys_with_the_best_scores(device, seed, t, k) 
     keep = topk_causal_mask(scores, k)
     counts = keep.sum(dim=-1)  # (B, T)
     expected = torch.clamp(torch.arange(1, t + 1, device=device), max=k)
-    assert torch.equal(counts, expected.expand(3, t))
+    assert torch.equal(counts, expected.expand(3, t))  # exact: integer counts
     assert not (keep & causal_mask(t, device=device)).any()  # nothing after the diagonal
     past = ~causal_mask(t, device=device)
     worst_kept = scores.masked_fill(~keep, torch.inf).amin(dim=-1)  # (B, T)
@@ -148,6 +149,7 @@ def test_each_query_attends_to_min_k_t_keys_never_the_future(device, seed, t, k)
     _, weights = layer(x, return_weights=True)  # (B, H, T, T)
     assert not (weights > 0).logical_and(causal_mask(t, device=device)).any()
     counts = (weights > 0).sum(dim=-1)  # (B, H, T)
+    # exact: integer counts
     assert torch.equal(
         counts, torch.clamp(torch.arange(1, t + 1, device=device), max=k).expand(2, 2, t)
     )
