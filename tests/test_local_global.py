@@ -189,6 +189,13 @@ def test_bad_decode_inputs_are_named(device) -> None:
         rolling_attention(att, random_tensor(0, 1, 1, 5, device=device), RollingKV(3))
     with pytest.raises(ValueError, match=r"x must hold at least one token"):
         rolling_decode(att, random_tensor(0, 1, 0, 8, device=device))
+    one = torch.zeros(1, 2, 1, 4, device=device)  # (B, H_kv, 1, D)
+    with pytest.raises(ValueError, match=r"keys and values must both have shape \(B, H_kv, 1, D\)"):
+        RollingKV(3).append(one.expand(1, 2, 2, 4), one.expand(1, 2, 2, 4))
+    kv = RollingKV(3)
+    kv.append(one, one)
+    with pytest.raises(ValueError, match=r"keys must have the same width D as the cached keys"):
+        kv.append(one[..., :3], one[..., :3])
     kv = RollingKV(3)
     rolling_attention(att, x, kv)
     with pytest.raises(ValueError, match=r"x must have the same batch size B as the cache"):

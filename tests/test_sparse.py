@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -170,6 +171,46 @@ def test_golden_seed_0(device) -> None:
     assert [row.nonzero().flatten().tolist() for row in keep[0]] == selected
     expected = torch.tensor([-0.6469, -0.4262, -0.6209, -0.4030, -0.5349], device=device)
     torch.testing.assert_close(layer(x)[0, :, 0], expected, atol=1e-4, rtol=0)
+
+
+def test_indexer_loss_equals_kl_div_row_by_row(device) -> None:
+    layer = _layer(4, device, top_k=2)
+    x = random_tensor(4, 2, 6, 8, device=device)
+    _, dense = layer.attn(x, return_weights=True)  # (B, H, T, T)
+    target = dense.sum(dim=1) / dense.shape[1]  # (B, T, T): each row already sums to 1
+    scores = layer.index_scores(x)  # (B, T, T)
+    rows = [
+        F.kl_div(scores[b, t, : t + 1].log_softmax(-1), target[b, t, : t + 1], reduction="sum")
+        for b in range(2)
+        for t in range(6)
+    ]
+    torch.testing.assert_close(
+        layer.indexer_loss(x), torch.stack(rows).mean(), atol=ATOL, rtol=RTOL
+    )
+
+
+def test_indexer_loss_trains_the_indexer_only(device) -> None:
+    layer = _layer(5, device, top_k=2)
+    x = random_tensor(5, 2, 8, 8, device=device)
+    loss = layer.indexer_loss(x)
+    loss.backward()
+    assert loss.item() >= 0.0
+    assert all(p.grad is None for p in layer.attn.parameters())
+    assert layer.index_query.weight.grad is not None
+    assert layer.index_query.weight.grad.abs().sum() > 0
+    optimizer = torch.optim.Adam(
+        [
+            *layer.index_query.parameters(),
+            *layer.index_key.parameters(),
+            *layer.index_weight.parameters(),
+        ],
+        lr=0.05,
+    )
+    for _ in range(30):
+        optimizer.zero_grad()
+        layer.indexer_loss(x).backward()
+        optimizer.step()
+    assert layer.indexer_loss(x).item() < 0.5 * loss.item()
 
 
 # -- the cost ----------------------------------------------------------------------------

@@ -12,7 +12,9 @@ interleaving of local/global layers" and "Long context") repeats a block of
 with a local layer as the first layer of the model": counting layers from 0,
 layer i is global when ``(i + 1) % 6 == 0`` (layers 5, 11, 17, ...), as in
 Hugging Face's ``Gemma3TextConfig`` (``sliding_window_pattern=6``). A stack
-whose depth is not a multiple of 6 ends with local layers.
+whose depth is not a multiple of 6 ends with local layers. (Gemma 3 also
+gives its global layers a RoPE base of 1M and its local layers 10k; not
+modelled here.)
 
 * :func:`layer_windows` gives each layer's window in that pattern.
 * :class:`RollingKV` is the cache of one windowed layer: a ring buffer of W
@@ -114,6 +116,16 @@ class RollingKV:
         Returns:
             Keys and values (B, H_kv, min(position, W), D): views of the ring.
         """
+        k = _checks.floating("keys", keys, ranks=(4,), layout="(B, H_kv, 1, D)")
+        v = _checks.floating("values", values, ranks=(4,), layout="(B, H_kv, 1, D)")
+        if k.shape[2] != 1 or v.shape != k.shape:
+            raise ValueError(
+                f"keys and values must both have shape (B, H_kv, 1, D), one token, "
+                f"got {tuple(k.shape)} and {tuple(v.shape)}"
+            )
+        if self.keys is not None:
+            for dim, what in ((0, "batch size B"), (1, "number of heads H_kv"), (3, "width D")):
+                _checks.same_size("keys", k, dim, "the cached keys", self.keys.shape[dim], what)
         if self.keys is None or self.values is None:
             b, h, _, d = keys.shape
             shape = (b, h, self.window, d)  # (B, H_kv, W, D)

@@ -18,13 +18,13 @@ of the attention it replaces: :func:`sparse_attention_cost` counts both.
 Simplifications relative to the paper: the main attention is this package's
 :class:`attention.MultiHeadAttention`, not multi-head latent attention (MLA)
 in its multi-query mode; everything runs in the input's dtype, not FP8; ties
-among index scores go wherever ``torch.topk`` puts them. Training differs:
-the paper first fits the indexer alone to the dense attention's distribution
-(a KL loss, "dense warm-up", section 2.1) and then trains the model on the
-sparse selection with the indexer's input detached. Here the top-k choice is
-not differentiable, so a loss on the layer's output reaches the attention's
-projections but never the indexer, which keeps its initial weights unless
-trained by such a separate loss.
+among index scores go wherever ``torch.topk`` puts them. Training: the top-k
+choice is not differentiable, so a loss on the layer's output reaches the
+attention's projections but never the indexer. The paper (section 2.1) first
+fits the indexer alone to the dense attention (the "dense warm-up": a KL
+loss, :meth:`SparseAttention.indexer_loss` here) and then trains the model on
+the sparse selection, the indexer still by a KL loss, restricted there to the
+selected keys, with its input detached; this module offers only the dense loss.
 """
 
 from __future__ import annotations
@@ -176,6 +176,29 @@ class SparseAttention(nn.Module):
         queries = self.index_query(x).view(b, t, self.index_heads, -1)  # (B, T, H_I, D_I)
         keys = self.index_key(x)  # (B, T, D_I)
         return lightning_index_scores(queries, keys, self.index_weight(x))  # (B, T, T)
+
+    def indexer_loss(self, x: Tensor) -> Tensor:
+        """The dense warm-up loss: how far the indexer is from the dense attention.
+
+        ``mean_t KL(p_t || softmax(I_t))`` over the causal keys, where ``p_t`` is
+        the dense attention's weights of query t summed over the heads and
+        renormalised. ``p_t`` is detached: only the indexer learns from it.
+
+        Args:
+            x: Tokens, shape (B, T, d_in).
+
+        Returns:
+            A 0-d tensor, >= 0, the mean over the B T queries.
+        """
+        _, dense = self.attn(x, return_weights=True)  # (B, H, T, T), causal, no top-k
+        target = dense.detach().sum(dim=1)  # (B, T, T)
+        # clamped: dropout in training mode may empty a row, which then adds 0
+        target = target / target.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+        future = causal_mask(x.shape[1], device=x.device)  # (T, T), True = after the query
+        log_q = torch.log_softmax(self.index_scores(x).masked_fill(future, -torch.inf), dim=-1)
+        kl = torch.xlogy(target, target) - target * log_q.masked_fill(future, 0.0)  # (B, T, T)
+        loss: Tensor = kl.sum(dim=-1).mean()  # (B, T) -> ()
+        return loss
 
     @overload
     def forward(self, x: Tensor, *, return_weights: Literal[False] = False) -> Tensor: ...
