@@ -183,6 +183,7 @@ class SparseAttention(nn.Module):
         ``mean_t KL(p_t || softmax(I_t))`` over the causal keys, where ``p_t`` is
         the dense attention's weights of query t summed over the heads and
         renormalised. ``p_t`` is detached: only the indexer learns from it.
+        Needs ``impl="manual"`` (the weights are read).
 
         Args:
             x: Tokens, shape (B, T, d_in).
