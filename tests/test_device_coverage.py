@@ -36,6 +36,7 @@ DEVICE_MODULES = (
     "test_gpt.py",
     "test_induction.py",
     "test_kv_cache.py",
+    "test_local_global.py",
     "test_linear_attention.py",
     "test_multihead.py",
     "test_position.py",
@@ -47,6 +48,7 @@ DEVICE_MODULES = (
     "test_shortcut.py",
     "test_simple.py",
     "test_sinks.py",
+    "test_sparse.py",
     "test_tracing.py",
     "test_training.py",
 )
