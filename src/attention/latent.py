@@ -4,13 +4,15 @@ A KV cache for multi-head attention holds ``2 * H * D`` numbers per token and
 layer. MLA (DeepSeek-AI 2024, DeepSeek-V2 report, section 2.1; kept in
 DeepSeek-AI 2024, DeepSeek-V3 report, section 2.1.1) caches instead one
 low-rank latent ``c_kv = x W_dkv`` of width d_c, from which every head
-rebuilds its keys ``k_nope = c_kv W_uk`` and values ``v = c_kv W_uv``. RoPE
-cannot sit inside that product (a rotation between ``W_uk`` and the query
-would depend on both positions), so position enters through a *decoupled*
-rotary key ``k_rope = RoPE(x W_kr)`` of width d_R, one for all heads, and a
-rotary part of each head's query. The cache holds ``d_c + d_R`` numbers a
-token: 576 in DeepSeek-V2 and -V3 (d_c = 512, d_R = 64) against MHA's 32,768
-(H = 128 heads of D = 128).
+rebuilds its keys ``k_nope = c_kv W_uk`` and values ``v = c_kv W_uv``. Were
+those keys rotated by RoPE, a rotation that depends on the key's position
+would sit between the query and ``W_uk``, and ``W_uk`` could no longer be
+folded into the query projection (the absorbed form below). So position
+enters through a *decoupled* rotary key ``k_rope = RoPE(x W_kr)`` of width
+d_R, one for all heads, and a rotary part of each head's query. The cache
+holds ``d_c + d_R`` numbers a token: 576 in DeepSeek-V2 and -V3 (d_c = 512,
+d_R = 64; V2 report section 3.1.2, V3 report section 4.2) against MHA's
+``2 * H * D`` = 32,768 (H = 128 heads of D = 128).
 
 :class:`MultiHeadLatentAttention` has a readable forward, which builds every
 head's K and V, and an *absorbed* one (``absorbed=True``), which attends over
@@ -71,6 +73,12 @@ class LatentCache:
     Attributes:
         latents: (B, S, d_c) for the S cached tokens, or ``None`` when empty.
         rope_keys: (B, S, d_R), already rotated to their positions, or ``None``.
+
+    Example:
+        >>> cache = LatentCache()
+        >>> _ = MultiHeadLatentAttention(LatentConfig())(torch.ones(1, 3, 32), cache=cache)
+        >>> cache.length, cache.nbytes  # 3 tokens x (16 + 4) numbers x 4 bytes
+        (3, 240)
     """
 
     def __init__(self) -> None:
@@ -171,6 +179,15 @@ class MultiHeadLatentAttention(nn.Module):
         absorbed: bool = False,
         return_weights: Literal[True],
     ) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        cache: LatentCache | None = None,
+        absorbed: bool = False,
+        return_weights: bool,
+    ) -> Tensor | tuple[Tensor, Tensor]: ...
     def forward(
         self,
         x: Tensor,
@@ -200,6 +217,8 @@ class MultiHeadLatentAttention(nn.Module):
             raise TypeError(f"cache must be a LatentCache or None, got {type(cache).__name__}")
         _checks.flag("absorbed", absorbed)
         _checks.flag("return_weights", return_weights)
+        if t.shape[1] == 0:
+            raise ValueError(f"x must hold at least one token, got shape {tuple(t.shape)}")
         start = 0 if cache is None else cache.length
         if start + t.shape[1] > self.config.context_length:
             raise ValueError(
@@ -219,7 +238,11 @@ class MultiHeadLatentAttention(nn.Module):
         return (out, weights) if return_weights else out
 
     def _weights(self, nope_scores: Tensor, q_rope: Tensor, rope_keys: Tensor) -> Tensor:
-        """Add the rotary scores, scale, mask the future and softmax: (B, H, T, S)."""
+        """Add the rotary scores, scale, mask the future and softmax: (B, H, T, S).
+
+        The scale is ``1 / sqrt(D + d_R)``: a full score sums D + d_R products.
+        The T queries are the last T of the S positions; ``True`` = blocked.
+        """
         rope_scores = q_rope @ rope_keys.transpose(1, 2)[:, None]  # (B,H,T,d_R)@(B,1,d_R,S)
         scores = (nope_scores + rope_scores) / math.sqrt(self.config.head_dim + q_rope.shape[-1])
         n, s = scores.shape[-2:]
