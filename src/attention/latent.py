@@ -282,7 +282,7 @@ class MultiHeadLatentAttention(nn.Module):
 
         In row-vector notation, with ``W_uq_h`` (d_c', D) and ``W_uk_h`` (d_c, D)
         head h's slices: ``(q W_uq_h) . (c W_uk_h) = q (W_uq_h W_uk_h^T) . c``,
-        so ``W_uk`` folds into the query projection, a (d_c', d_c) matrix per
+        so ``W_uk`` folds into the query projection: one (d_c' or C, d_c) matrix per
         head that scores the cached c_kv directly. Likewise
         ``(sum_j w_j c_j W_uv_h) W_o_h = (sum_j w_j c_j) (W_uv_h W_o_h)``:
         ``W_uv`` folds into the output projection, and each head only averages
