@@ -21,7 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 # The parity, property and golden tests of every layer (chapters 3 to 8
-# included, and chapter 4's hand-set heads), additive attention and the RNN
+# included, and chapter 4's hand-set heads), the variants of today's models
+# (latent, local/global, sparse, linear and sink attention), additive attention and the RNN
 # models, RoPE, the attention-only model, the shortcut experiment, the
 # multi-head tracer, flash attention, the KV cache, GPTModel, dropout and the
 # training helpers.
@@ -36,6 +37,7 @@ DEVICE_MODULES = (
     "test_gpt.py",
     "test_induction.py",
     "test_kv_cache.py",
+    "test_latent.py",
     "test_linear_attention.py",
     "test_local_global.py",
     "test_multihead.py",
@@ -51,6 +53,7 @@ DEVICE_MODULES = (
     "test_sparse.py",
     "test_tracing.py",
     "test_training.py",
+    "test_variants.py",
 )
 
 

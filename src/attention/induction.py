@@ -10,9 +10,12 @@ token found there (an induction head; Olsson et al., 2022).
 
 The model has token and learned position embeddings, two layers of
 :class:`attention.MultiHeadAttention` with residual connections, no MLPs and
-no normalisation, and an unembedding. :mod:`attention.induction_scores` trains
-it and scores the two patterns on its attention weights, so tests and the
-chapter can check what was learned.
+no normalisation, and an unembedding. ``InductionConfig(attention=...)``
+swaps every layer for another kind of attention from
+:mod:`attention.variants` (grouped-query, latent, sliding-window, sparse,
+linear, gated DeltaNet, ...), so the same model can be trained with each.
+:mod:`attention.induction_scores` trains it and scores the two patterns on
+its attention weights, so tests and the chapter can check what was learned.
 
 Shape letters in this module, besides the package's: ``L`` the length of the
 repeated string (so T = 2L), ``N`` the number of layers, ``V`` the vocabulary
@@ -22,7 +25,7 @@ size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, Protocol, overload
 
 import torch
 from torch import Tensor, nn
@@ -79,15 +82,29 @@ def repeated_tokens(
     return first.repeat(1, -(-t // n))[:, :t]  # (B, L * ceil(T/L)) -> (B, T)
 
 
+class AttentionChoice(Protocol):
+    """What builds every attention layer of the model; :mod:`attention.variants` has them."""
+
+    @property
+    def gives_weights(self) -> bool:
+        """Whether the layer can return its (B, H, T, T) attention weights."""
+        ...
+
+    def build(self, d_model: int, num_heads: int, context_length: int) -> nn.Module:
+        """One causal layer, (B, T, C) -> (B, T, C)."""
+        ...
+
+
 @dataclass(frozen=True)
 class InductionConfig:
-    """The sizes of an :class:`AttentionOnlyTransformer`."""
+    """The sizes of an :class:`AttentionOnlyTransformer`, and the kind of its attention."""
 
     vocab_size: int = 64  # V, distinct tokens
     context_length: int = 32  # longest sequence the model reads (learned positions)
     emb_dim: int = 32  # C, width of the residual stream
     n_heads: int = 2  # H, heads per layer
     n_layers: int = 2  # N, attention layers
+    attention: AttentionChoice | None = None  # from attention.variants; None: MultiHeadAttention
 
 
 class AttentionOnlyTransformer(nn.Module):
@@ -104,7 +121,8 @@ class AttentionOnlyTransformer(nn.Module):
         tok_emb: ``nn.Embedding(V, C)``.
         pos_emb: ``nn.Embedding(context_length, C)``, learned positions.
         layers: ``nn.ModuleList`` of N :class:`attention.MultiHeadAttention`
-            (C -> C, H heads, no dropout).
+            (C -> C, H heads, no dropout), or of the layers
+            ``config.attention`` builds.
         out_head: ``nn.Linear(C, V, bias=False)``.
 
     Example:
@@ -125,7 +143,18 @@ class AttentionOnlyTransformer(nn.Module):
         self.config = config
         self.tok_emb = nn.Embedding(v, c)
         self.pos_emb = nn.Embedding(t, c)
-        self.layers = nn.ModuleList([MultiHeadAttention(c, c, t, 0.0, h) for _ in range(n)])
+        choice = config.attention
+        layers: list[nn.Module]
+        if choice is None:
+            layers = [MultiHeadAttention(c, c, t, 0.0, h) for _ in range(n)]
+        elif callable(getattr(choice, "build", None)):
+            layers = [choice.build(c, h, t) for _ in range(n)]
+        else:
+            raise TypeError(
+                f"attention must be a choice from attention.variants (or None), "
+                f"got {type(choice).__name__}"
+            )
+        self.layers = nn.ModuleList(layers)
         self.out_head = nn.Linear(c, v, bias=False)
 
     @overload
@@ -150,20 +179,36 @@ class AttentionOnlyTransformer(nn.Module):
         Returns:
             Logits (B, T, V); with ``return_weights=True`` the pair
             ``(logits, weights)``, weights of shape (B, N, H, T, T).
+
+        Raises:
+            ValueError: If ``return_weights=True`` and the layers have no
+                attention weights (linear attention, DeltaNet).
         """
-        _checks.flag("return_weights", return_weights)
+        if _checks.flag("return_weights", return_weights) and not self.gives_weights:
+            raise ValueError(
+                f"return_weights=True needs layers with attention weights; "
+                f"{type(self.config.attention).__name__} layers have none"
+            )
         x = _tokens("tokens", tokens, self.config)
         positions = torch.arange(x.shape[1], device=x.device)  # (T,)
         h = self.tok_emb(x) + self.pos_emb(positions)  # (B, T, C) + (T, C) -> (B, T, C)
         weights = []
         for layer in self.layers:
-            out, w = layer(h, return_weights=True)  # (B, T, C), (B, H, T, T)
+            if return_weights:
+                out, w = layer(h, return_weights=True)  # (B, T, C), (B, H, T, T)
+                weights.append(w)
+            else:
+                out = layer(h)  # (B, T, C)
             h = h + out  # (B, T, C): the residual stream
-            weights.append(w)
         logits: Tensor = self.out_head(h)  # (B, T, C) -> (B, T, V)
         if not return_weights:
             return logits
         return logits, torch.stack(weights, dim=1)  # N x (B, H, T, T) -> (B, N, H, T, T)
+
+    @property
+    def gives_weights(self) -> bool:
+        """Whether ``return_weights=True`` works: the layers compute attention weights."""
+        return self.config.attention is None or bool(self.config.attention.gives_weights)
 
 
 def _tokens(name: str, tokens: object, config: InductionConfig) -> Tensor:

@@ -152,8 +152,8 @@ class InductionRun:
     model: AttentionOnlyTransformer  # the trained model, in eval mode
     length: int  # L of the test sequences
     scores: HalfScores  # loss and accuracy on each half of the test sequences
-    previous_token: Tensor  # (N, H) previous-token score of every head
-    induction: Tensor  # (N, H) induction score of every head
+    previous_token: Tensor  # (N, H) previous-token score of every head (NaN: no weights)
+    induction: Tensor  # (N, H) induction score of every head (NaN: no weights)
     losses: tuple[float, ...]  # the training loss at every step
     seconds: float  # wall-clock time of training and testing
 
@@ -260,14 +260,19 @@ def _train(
     model.eval()
     tests = torch.Generator().manual_seed(seed + 1)
     x = repeated_tokens(n_test, high, vocab_size=cfg.vocab_size, generator=tests).to(device)
-    with torch.no_grad():
-        weights = model(x, return_weights=True)[1]  # (B, N, H, 2L, 2L)
+    if model.gives_weights:
+        with torch.no_grad():
+            weights = model(x, return_weights=True)[1]  # (B, N, H, 2L, 2L)
+        previous = previous_token_score(weights).mean(dim=0).cpu()  # (B, N, H) -> (N, H)
+        induction = induction_score(weights, high).mean(dim=0).cpu()  # (B, N, H) -> (N, H)
+    else:  # linear attention, DeltaNet: no weights to score
+        previous = induction = torch.full((cfg.n_layers, cfg.n_heads), float("nan"))  # (N, H)
     return InductionRun(
         model=model,
         length=high,
         scores=half_scores(model, x),
-        previous_token=previous_token_score(weights).mean(dim=0).cpu(),  # (B, N, H) -> (N, H)
-        induction=induction_score(weights, high).mean(dim=0).cpu(),  # (B, N, H) -> (N, H)
+        previous_token=previous,
+        induction=induction,
         losses=tuple(losses),
         seconds=time.perf_counter() - start,
     )
