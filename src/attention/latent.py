@@ -125,8 +125,8 @@ class MultiHeadLatentAttention(nn.Module):
         W_uk: ``nn.Linear(d_c, H * D)``, content keys from the latent.
         W_uv: ``nn.Linear(d_c, H * D)``, values from the latent.
         W_kr: ``nn.Linear(C, d_R)``, the rotary key shared by all heads.
-        out_proj: ``nn.Linear(H * D, C)``, mixing the heads.
-        All without bias, as in DeepSeek's layer.
+        out_proj: ``nn.Linear(H * D, C)``, mixing the heads. Every
+            projection is without bias, as in DeepSeek's layer.
 
     Example:
         >>> _ = torch.manual_seed(0)

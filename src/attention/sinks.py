@@ -129,12 +129,19 @@ def qk_normalize(x: Tensor, scale: Tensor | None = None, *, eps: float = 1e-6) -
     return normed * g  # (..., D) * (D,) -> (..., D)
 
 
-class _CausalHeads(nn.Module):
-    """The shared core: projections, head split, causal mask, output projection.
+class CausalHeads(nn.Module):
+    """Plain causal multi-head attention, the base of the sink and QK-norm layers.
 
+    Projections, head split, causal mask, softmax and output projection, with
     :class:`attention.MultiHeadAttention`'s parameters under its names (no
     bias on Q, K, V), so its ``state_dict`` loads (``strict=False``).
-    Subclasses change one step: :meth:`_queries_keys` or :meth:`_weights`.
+    Subclasses change one step: ``_queries_keys`` (QK-norm) or ``_weights``
+    (the sink).
+
+    Args:
+        d_model: Model width C, in and out.
+        num_heads: Number of heads H; must divide C.
+        context_length: The longest sequence the layer accepts.
     """
 
     mask: Tensor
@@ -206,7 +213,7 @@ class _CausalHeads(nn.Module):
         return (out, weights) if return_weights else out
 
 
-class SinkAttention(_CausalHeads):
+class SinkAttention(CausalHeads):
     """Causal multi-head attention whose heads may attend to nothing (gpt-oss).
 
     As :class:`attention.MultiHeadAttention`, with :func:`softmax_with_sink`
@@ -239,7 +246,7 @@ class SinkAttention(_CausalHeads):
         return softmax_with_sink(blocked, self.sinks)  # new: the sink in the denominator
 
 
-class QKNormAttention(_CausalHeads):
+class QKNormAttention(CausalHeads):
     """Causal multi-head attention with RMS-normalised queries and keys (Qwen3, Gemma 3).
 
     As :class:`attention.MultiHeadAttention`, with each head's queries and keys
@@ -253,8 +260,8 @@ class QKNormAttention(_CausalHeads):
         eps: The norm's epsilon. Default: ``1e-6``.
 
     Attributes:
-        q_scale, k_scale: The gains g_q and g_k, Parameters (D,) shared by the
-            heads, starting at ones.
+        q_scale: The gain g_q, a Parameter (D,) shared by the heads, starting at ones.
+        k_scale: The gain g_k, likewise.
 
     Example:
         >>> _ = torch.manual_seed(0)

@@ -121,7 +121,7 @@ class SparseAttention(nn.Module):
     ``out = MultiHeadAttention(x, attn_mask=topk_causal_mask(I(x), top_k))``
     with ``I`` the :func:`lightning_index_scores` of the indexer's projections
     of ``x``. With ``top_k >= T`` every causal key is kept and the layer equals
-    its :attr:`attn` alone (tested).
+    its ``attn`` alone (tested).
 
     Args:
         d_in: Width of each input token.
