@@ -25,7 +25,7 @@ size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, overload
+from typing import ClassVar, Literal, Protocol, overload
 
 import torch
 from torch import Tensor, nn
@@ -85,10 +85,7 @@ def repeated_tokens(
 class AttentionChoice(Protocol):
     """What builds every attention layer of the model; :mod:`attention.variants` has them."""
 
-    @property
-    def gives_weights(self) -> bool:
-        """Whether the layer can return its (B, H, T, T) attention weights."""
-        ...
+    gives_weights: ClassVar[bool]  # whether the layer can return its (B, H, T, T) weights
 
     def build(self, d_model: int, num_heads: int, context_length: int) -> nn.Module:
         """One causal layer, (B, T, C) -> (B, T, C)."""
