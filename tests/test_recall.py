@@ -15,8 +15,6 @@ from attention.recall import RecallRun, recall_batch, recall_curve, train_recall
 # Tiny models train several times faster on one thread than on two.
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY: dict[str, int] = {"steps": 2, "batch_size": 4, "vocab_size": 8, "test_size": 4}
-
 
 def _batch(device, batch_size=3, num_pairs=4, vocab_size=16, num_queries=None, seed=0):
     g = torch.Generator(device=device).manual_seed(seed)
@@ -62,7 +60,17 @@ def test_the_same_seed_gives_the_same_batch(device):
 
 
 def test_a_tiny_training_run(device):
-    run = train_recall(variants.DeltaNet(), (2, 3), d_model=8, n_heads=2, device=device, **TINY)
+    run = train_recall(
+        variants.DeltaNet(),
+        (2, 3),
+        d_model=8,
+        n_heads=2,
+        device=device,
+        steps=2,
+        batch_size=4,
+        vocab_size=8,
+        test_size=4,
+    )
     assert isinstance(run, RecallRun)
     assert run.pairs == (2, 3)
     assert len(run.accuracy) == 2
@@ -74,7 +82,15 @@ def test_a_tiny_training_run(device):
 
 
 def test_recall_curve_gives_one_run_per_choice(device):
-    runs = recall_curve([None, variants.Linear()], (2,), device=device, **TINY)
+    runs = recall_curve(
+        [None, variants.Linear()],
+        (2,),
+        device=device,
+        steps=2,
+        batch_size=4,
+        vocab_size=8,
+        test_size=4,
+    )
     assert [r.pairs for r in runs] == [(2,), (2,)]
     assert runs[0].model.config.attention is None
     assert runs[1].model.config.attention == variants.Linear()
@@ -82,9 +98,9 @@ def test_recall_curve_gives_one_run_per_choice(device):
 
 def test_a_cached_run_loads_the_same_model(tmp_path, monkeypatch):
     monkeypatch.setenv(_model_cache.ENVIRONMENT_VARIABLE, str(tmp_path))
-    first = train_recall(variants.Linear(), (2,), **TINY)
+    first = train_recall(variants.Linear(), (2,), steps=2, batch_size=4, vocab_size=8, test_size=4)
     assert len(list(tmp_path.glob("train_recall-*.pt"))) == 1
-    second = train_recall(variants.Linear(), (2,), **TINY)
+    second = train_recall(variants.Linear(), (2,), steps=2, batch_size=4, vocab_size=8, test_size=4)
     assert second is not first
     assert second.losses == first.losses  # exact: stored floats
     assert second.accuracy == first.accuracy  # exact: stored floats
@@ -92,7 +108,9 @@ def test_a_cached_run_loads_the_same_model(tmp_path, monkeypatch):
         first.model.state_dict().values(), second.model.state_dict().values(), strict=True
     ):
         assert torch.equal(tensor, loaded)  # exact: the stored tensors, bit for bit
-    train_recall(None, (2,), **TINY)  # another choice: another entry
+    train_recall(
+        None, (2,), steps=2, batch_size=4, vocab_size=8, test_size=4
+    )  # another choice: another entry
     assert len(list(tmp_path.glob("train_recall-*.pt"))) == 2
 
 
