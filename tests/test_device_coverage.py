@@ -44,6 +44,7 @@ DEVICE_MODULES = (
     "test_position.py",
     "test_projections.py",
     "test_properties.py",
+    "test_recall.py",
     "test_rnn.py",
     "test_scaling.py",
     "test_self_attention.py",

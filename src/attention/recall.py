@@ -15,6 +15,13 @@ recurrence must fit all N pairs in its state.
 and :func:`recall_curve` does so for several choices: accuracy against the
 number of pairs, as chapter 1 plots accuracy against length.
 
+Measured at the defaults (one thread, seed 0): the softmax model recalls
+every pair at N = 4, 8 and 16 and 0.64 of them at 32, while the linear and
+DeltaNet models stay at 0.3 to 0.1, already far below their state's capacity
+at N = 4. These attention-only models lack the MLPs, norms and short
+convolutions of Zoology's recurrent models, and 600 steps do not teach them
+recall; the sizes that show the capacity limit are still to be found.
+
 Shape letters besides the package's: ``N`` pairs, ``Q`` queries, ``V``
 vocabulary size; a sequence has T = 2N + Q tokens.
 """
