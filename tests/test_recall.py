@@ -55,8 +55,9 @@ def test_layout_keys_values_queries_and_targets(n, q, seed, b):
 
 def test_the_same_seed_gives_the_same_batch(device):
     first, second = _batch(device), _batch(device)
+    # exact: integer ids drawn from the same seed
     assert torch.equal(first[0], second[0])
-    assert torch.equal(first[1], second[1])  # exact: integer ids drawn from the same seed
+    assert torch.equal(first[1], second[1])  # exact: integer targets, likewise
 
 
 def test_a_tiny_training_run(device):
@@ -126,7 +127,8 @@ def test_a_cached_run_loads_the_same_model(tmp_path, monkeypatch):
     ],
 )
 def test_recall_batch_bad_inputs(kwargs, error, match):
-    args = {"batch_size": 2, "num_pairs": 3, "vocab_size": 8, "generator": torch.Generator()}
+    g = torch.Generator()  # cpu: bad arguments fail before anything is drawn
+    args = {"batch_size": 2, "num_pairs": 3, "vocab_size": 8, "generator": g}
     args.update(kwargs)
     with pytest.raises(error, match=match):
         recall_batch(
