@@ -151,7 +151,7 @@ def train_recall(
     ``torch.random.fork_rng``; training data come from a CPU generator seeded
     with ``seed``, test data from one seeded with ``seed + 1``, so every
     choice and device sees the same sequences. Cached by
-    :func:`attention._model_cache.cached`.
+    ``attention._model_cache``.
 
     Args:
         choice: The attention of every layer, from :mod:`attention.variants`;
