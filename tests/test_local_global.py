@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from attention.complexity import kv_cache_bytes
 from attention.local_global import (
     RollingKV,
+    decode_step_seconds,
     layer_windows,
     rolling_attention,
     rolling_decode,
@@ -149,6 +150,32 @@ def test_cost_table_counts_the_layers_attended_pairs(device, window) -> None:
     assert int((full[0, 0] > 0).sum()) == row.full_pairs
 
 
+def test_step_timing_reports_each_length_and_way() -> None:
+    rows = decode_step_seconds([3, 9], 4, d_model=8, num_heads=2, batch_size=1, repeats=2)
+    assert [r.tokens for r in rows] == [3, 9]
+    for row in rows:
+        assert all(0 < s < 60 for s in (row.full, row.masked, row.rolling))  # finite, measured
+
+
+def test_a_ring_filled_from_the_middle_decodes_like_one_filled_from_the_start(device) -> None:
+    # decode_step_seconds fills its ring with only the last W of T tokens, each in slot p % W;
+    # the next steps must then match a ring that saw every token.
+    att, x = _layer(1, device, window=3), random_tensor(2, 1, 11, 8, device=device)
+    whole = RollingKV(3)
+    reference = rolling_decode(att, x, whole)  # (1, 11, 8)
+    late = RollingKV(3)
+    rolling_decode(att, x[:, :8], late)
+    shortcut = RollingKV(3)
+    shortcut.position = 5  # the 5 earlier tokens would have been overwritten by now
+    keys = att._split_heads(att.W_key(x[:, 5:8]))  # (1, H, 3, D)
+    values = att._split_heads(att.W_value(x[:, 5:8]))
+    for p in range(3):
+        shortcut.append(keys[:, :, p : p + 1], values[:, :, p : p + 1])
+    for t in range(8, 11):
+        out = rolling_attention(att, x[:, t : t + 1], shortcut)  # (1, 1, 8)
+        torch.testing.assert_close(out, reference[:, t : t + 1], atol=1e-6, rtol=1e-5)
+
+
 # -- bad inputs -------------------------------------------------------------------------
 
 
@@ -166,6 +193,10 @@ def test_cost_table_counts_the_layers_attended_pairs(device, window) -> None:
         (lambda: window_cost_table([4, 0], 2), ValueError, r"lengths\[i\] must be a positive"),
         (lambda: window_cost_table([], 2), TypeError, r"lengths must be a non-empty sequence"),
         (lambda: window_cost_table([4], 0), ValueError, r"window must be a positive int"),
+        (lambda: decode_step_seconds([4, 0], 2), ValueError, r"lengths\[i\] must be a positive"),
+        (lambda: decode_step_seconds((), 2), TypeError, r"lengths must be a non-empty sequence"),
+        (lambda: decode_step_seconds([4], 0), ValueError, r"window must be a positive int"),
+        (lambda: decode_step_seconds([4], 2, repeats=0), ValueError, r"repeats must be a positive"),
     ],
 )
 def test_bad_arguments_are_named(call, error, match) -> None:

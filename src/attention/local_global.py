@@ -22,11 +22,14 @@ modelled here.)
   decodes one token against it and :func:`rolling_decode` a whole sequence,
   token by token. They equal the full-sequence windowed layer (tested).
 * :func:`window_cost_table` counts attended pairs and cached tokens, full
-  against windowed, from :mod:`attention.complexity`'s formulas.
+  against windowed, from :mod:`attention.complexity`'s formulas, and
+  :func:`decode_step_seconds` times one decoding step as the sequence grows.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,11 +39,14 @@ from torch import Tensor
 from attention import _checks
 from attention.complexity import attended_pairs, keys_per_query
 from attention.functional import masked_softmax
+from attention.kv_cache import LayerKV, cached_attention
 from attention.multihead import MultiHeadAttention
 
 __all__ = [
     "RollingKV",
+    "StepSeconds",
     "WindowCost",
+    "decode_step_seconds",
     "layer_windows",
     "rolling_attention",
     "rolling_decode",
@@ -279,4 +285,98 @@ def window_cost_table(lengths: Sequence[int], window: int) -> list[WindowCost]:
                 window_cache_tokens=keys_per_query(t, window=w),
             )
         )
+    return rows
+
+
+@dataclass(frozen=True)
+class StepSeconds:
+    """The time of one decoding step after ``tokens`` tokens, three ways (seconds, median)."""
+
+    tokens: int  # T, the tokens already cached when the step runs
+    full: float  # a growing cache (LayerKV), full causal attention over T + 1 keys
+    masked: float  # the same growing cache, the window applied as a mask over all T + 1 keys
+    rolling: float  # a RollingKV of W slots: attention over min(T + 1, W) keys
+
+
+def decode_step_seconds(
+    lengths: Sequence[int],
+    window: int,
+    *,
+    d_model: int = 256,
+    num_heads: int = 4,
+    batch_size: int = 4,
+    repeats: int = 15,
+    seed: int = 0,
+) -> list[StepSeconds]:
+    """Time one layer's decoding step at each length T: full cache, masked window, ring.
+
+    For each T the caches first receive the keys and values of T random
+    tokens (projected by the layer, no attention computed), then ``repeats``
+    single-token steps are timed with ``time.perf_counter`` and their median
+    kept; each step appends its token, as generation does. The three ways
+    share one set of weights:
+
+    * ``full``: :func:`attention.kv_cache.cached_attention` over a
+      preallocated :class:`attention.kv_cache.LayerKV`, every key read;
+    * ``masked``: the same with the layer's ``window`` applied as a mask: the
+      same keys are read and scored, and the mask only zeroes the old ones;
+    * ``rolling``: :func:`rolling_attention` over a :class:`RollingKV`, which
+      holds only the last W tokens.
+
+    A measurement of the machine it runs on, under ``torch.no_grad()``:
+    compare the three in one run, never against a fixed time.
+
+    Args:
+        lengths: The numbers T of tokens cached before the timed steps, positive ints.
+        window: W, the sliding window.
+        d_model: C, the layer's width. Default: 256.
+        num_heads: H. Default: 4.
+        batch_size: B, sequences decoded at once. Default: 4.
+        repeats: Steps timed per length, a positive int. Default: 15.
+        seed: Seed of the weights and the tokens. Default: 0.
+
+    Returns:
+        One :class:`StepSeconds` per length, in the order given.
+    """
+    w = _checks.positive_int("window", window)
+    reps = _checks.positive_int("repeats", repeats)
+    if isinstance(lengths, str | bytes) or not isinstance(lengths, Sequence) or not lengths:
+        raise TypeError(f"lengths must be a non-empty sequence of positive ints, got {lengths!r}")
+    for t in lengths:
+        _checks.positive_int("lengths[i]", t)
+    longest = max(lengths) + reps
+    generator = torch.Generator().manual_seed(seed)  # cpu: the timing runs on the CPU
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        full = MultiHeadAttention(d_model, d_model, longest, 0.0, num_heads=num_heads).eval()
+    windowed = MultiHeadAttention(
+        d_model, d_model, longest, 0.0, num_heads=num_heads, window=w
+    ).eval()
+    windowed.load_state_dict(full.state_dict())
+    rows = []
+    with torch.no_grad():
+        for t in lengths:
+            x = torch.randn(batch_size, t + reps, d_model, generator=generator)  # (B, T + R, C)
+            keys = full._split_heads(full.W_key(x[:, :t]))  # (B, H, T, D)
+            values = full._split_heads(full.W_value(x[:, :t]))  # (B, H, T, D)
+            ring = RollingKV(w)
+            ring.position = max(0, t - w)  # the tokens before these were overwritten anyway
+            for p in range(ring.position, t):  # the last W tokens, each in its slot p % W
+                ring.append(keys[:, :, p : p + 1], values[:, :, p : p + 1])
+            seconds = []
+            for att, use_ring in ((full, False), (windowed, False), (windowed, True)):
+                kv = LayerKV(max_length=t + reps)
+                if not use_ring:
+                    kv.extend(keys, values)
+                times = []
+                for i in range(reps):
+                    new = x[:, t + i : t + i + 1]  # (B, 1, C)
+                    start = time.perf_counter()
+                    if use_ring:
+                        rolling_attention(att, new, ring)
+                    else:
+                        cached_attention(att, new, kv)
+                    times.append(time.perf_counter() - start)
+                seconds.append(statistics.median(times))
+            rows.append(StepSeconds(t, *seconds))
     return rows
