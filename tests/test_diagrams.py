@@ -213,7 +213,7 @@ def test_latent_flow_prints_the_widths_of_a_real_layer_and_its_cache(device):
     cache, tokens = LatentCache(), 3
     with torch.no_grad():
         layer(random_tensor(0, 1, tokens, cfg.d_model, device=device), cache=cache)
-    per_token = cache.nbytes // (tokens * 4)  # float32: 4 bytes a number
+    per_token = cache.nbytes // (tokens * layer.W_dkv.weight.element_size())
     w = latent_widths()
     assert (w.cached, w.mha_cached) == cache_numbers_per_token(cfg) == (per_token, 128)
     assert layer.W_dkv.weight.shape == (w.kv_latent, w.model) == (16, 64)
@@ -319,6 +319,8 @@ def test_delta_rule_diagram_shows_the_packages_numbers():
     after = _rounded(s.after)
     start = 2 * 9 + 3 * 3 + 9
     assert shown[start : start + 9] == after  # the drawn S_t, cell by cell
+    rows = ", ".join("(" + ", ".join(f"{v:.2f}" for v in row) + ")" for row in s.after.tolist())
+    assert f"with rows {rows}" in delta_rule_update().description
     d = delta_rule_update().description
     assert f"beta = {s.beta:.2f}" in d
     assert f"alpha = {s.alpha:.2f}" in d

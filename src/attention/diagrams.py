@@ -1230,6 +1230,9 @@ class DeltaStep:
     """One token's update of the gated delta rule, and the additive update beside it.
 
     States are (D_v, D), values by keys, as in :mod:`attention.linear_attention`.
+    ``additive`` is plain linear attention's write with the key itself
+    (:class:`attention.linear_attention.LinearAttention` writes ``phi(k_t)``
+    instead), applied to the same ``S_{t-1}``.
     """
 
     keys: Tensor  # (T, D), unit rows
@@ -1348,7 +1351,10 @@ def delta_rule_update(*, head_dim: int = 3, tokens: int = 3, seed: int = 4) -> D
 
     ``S_t = alpha_t S_{t-1} (I - beta_t k_t k_t^T) + beta_t v_t k_t^T``, drawn
     as decay, read, correct: ``S_t = alpha_t S_{t-1} + beta_t (v_t - v_old) k_t^T``
-    with ``v_old = alpha_t S_{t-1} k_t``.
+    with ``v_old = alpha_t S_{t-1} k_t``, in the order
+    :func:`attention.linear_attention.delta_rule_recurrent` computes it. Below
+    it, plain linear attention's ``S_{t-1} + v_t k_t^T``, which only adds. The
+    states before and after are the package's (see :func:`delta_step`).
 
     Args:
         head_dim: D = D_v. Default: 3.
@@ -1441,16 +1447,21 @@ def delta_rule_update(*, head_dim: int = 3, tokens: int = 3, seed: int = 4) -> D
     def vec(x: Tensor) -> str:
         return "(" + ", ".join(f"{float(e):.2f}" for e in x) + ")"
 
+    def rows(m: Tensor) -> str:
+        return ", ".join(vec(row) for row in m)
+
     title = "One step of the gated delta rule: decay, read, correct; and linear attention's write"
     description = (
         f"A {d} by {d} memory S, values by keys, after {t - 1} tokens of the gated delta rule "
-        f"(numbers from the package's delta_rule_recurrent, seed {seed}). Token {t} brings the "
+        f"(numbers from the package's delta_rule_recurrent, seed {seed}); its rows are "
+        f"{rows(s.before)}. Token {t} brings the "
         f"unit key k = {vec(s.key)}, the value v = {vec(s.value)}, the writing strength "
         f"beta = {s.beta:.2f} and the decay alpha = {s.alpha:.2f}. First the memory fades: "
         f"every entry times {s.alpha:.2f}. Then it is read with k: it returns "
         f"v_old = {vec(s.recalled)}, which is not v. The error v minus v_old, times beta, "
         f"is written in along k, as the outer product beta (v - v_old) k transposed, and the "
-        f"new state S{t} is the decayed one plus that correction. Read with k again, S{t} "
+        f"new state S{t} is the decayed one plus that correction, with rows {rows(s.after)}. "
+        f"Read with k again, S{t} "
         f"returns {vec(read_after)}: v_old moved {s.beta:.2f} of the way to v, "
         f"{miss_delta:.2f} from v. Linear attention only adds: S{t - 1} plus v k transposed "
         f"returns {vec(read_added)} for k, the old recall plus v, {miss_added:.2f} from v."
