@@ -11,9 +11,14 @@ import torch
 
 from attention import diagrams
 from attention.diagrams import (
+    LATENT_EXAMPLE,
     MAX_TINT,
+    delta_rule_update,
+    delta_step,
     head_split,
     head_split_tensors,
+    latent_attention_flow,
+    latent_widths,
     mask_tensors,
     mask_then_softmax,
     qkv_flow,
@@ -22,9 +27,17 @@ from attention.diagrams import (
 )
 from attention.flash import flash_attention
 from attention.gpt import GPTConfig
+from attention.latent import (
+    LatentCache,
+    LatentConfig,
+    MultiHeadLatentAttention,
+    cache_numbers_per_token,
+)
+from attention.linear_attention import delta_rule_chunked
 from attention.self_attention import SelfAttentionV1
 from attention.shapes import PALETTE
 from attention.toy import TOKENS, toy_inputs
+from tests.conftest import random_tensor
 
 SVG = "{http://www.w3.org/2000/svg}"
 BUILT = {name: draw() for name, draw in diagrams.ALL.items()}
@@ -186,3 +199,146 @@ def test_html_wraps_the_svg_in_a_figure_the_site_styles():
     assert html.startswith('<figure class="attn-diagram"')
     assert html.endswith("</svg></figure>")
     assert BUILT["head-split"]._repr_html_() == html
+
+
+DEEPSEEK_V2 = LatentConfig(
+    d_model=5120, n_heads=128, head_dim=128, rope_dim=64, kv_latent_dim=512, q_latent_dim=1536
+)
+
+
+def test_latent_flow_prints_the_widths_of_a_real_layer_and_its_cache(device):
+    cfg = LATENT_EXAMPLE
+    torch.manual_seed(0)
+    layer = MultiHeadLatentAttention(cfg).to(device)
+    cache, tokens = LatentCache(), 3
+    with torch.no_grad():
+        layer(random_tensor(0, 1, tokens, cfg.d_model, device=device), cache=cache)
+    per_token = cache.nbytes // (tokens * layer.W_dkv.weight.element_size())
+    w = latent_widths()
+    assert (w.cached, w.mha_cached) == cache_numbers_per_token(cfg) == (per_token, 128)
+    assert layer.W_dkv.weight.shape == (w.kv_latent, w.model) == (16, 64)
+    assert layer.W_kr.weight.shape == (w.rope, w.model) == (4, 64)
+    assert layer.W_dq is not None
+    assert layer.W_dq.weight.shape == (w.q_latent, w.model)
+    assert layer.W_uk.weight.shape == (w.heads * w.head, w.kv_latent)
+    texts = _texts(latent_attention_flow().svg)
+    assert f"KV latent, d_c = {w.kv_latent}" in texts
+    assert f"rotary key, d_R = {w.rope}" in texts
+    assert f"query latent, {w.q_latent}" in texts
+    assert f"{w.heads} heads × {w.head}" in texts
+    legend = f"cached per token and layer: d_c + d_R = 16 + 4 = {per_token} numbers (6.4× fewer)"
+    assert legend in texts
+    assert "multi-head attention caches 2 × H × D = 2 × 8 × 8 = 128" in " ".join(texts)
+    description = latent_attention_flow().description
+    assert "16 + 4 = 20 numbers per token" in description
+    assert "6.4 times fewer" in description
+
+
+def test_latent_flow_absorbed_form_is_the_layers_and_gives_the_same_output(device):
+    w = latent_widths()
+    h, dc, c = w.heads, w.kv_latent, w.model
+    assert w.w_qk == (h, w.q_latent, dc)
+    assert w.w_vo == (h, dc, c)
+    texts = _texts(latent_attention_flow().svg)
+    assert f"{w.q_latent} × {dc} per head" in texts
+    assert f"{dc} × {c} per head" in texts
+    # What the figure says of the absorbed form: the same output as the readable one.
+    torch.manual_seed(0)
+    layer = MultiHeadLatentAttention(LATENT_EXAMPLE).to(device)
+    x = random_tensor(1, 2, 5, c, device=device)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, absorbed=True), layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_latent_flow_follows_its_config():
+    big = latent_attention_flow(DEEPSEEK_V2)
+    assert "512 + 64 = 576 numbers per token" in big.description
+    assert "2 × 128 × 128 = 32768" in big.description
+    assert "56.9 times fewer" in big.description
+    assert latent_widths(DEEPSEEK_V2).w_qk == (128, 1536, 512)
+    full_rank = latent_widths(LatentConfig())  # no query latent: W_uq reads x
+    assert full_rank.q_latent is None
+    assert full_rank.w_qk == (4, 32, 16)
+    assert "no query latent" in _texts(latent_attention_flow(LatentConfig()).svg)
+    with pytest.raises(TypeError, match="config must be a LatentConfig, got dict"):
+        latent_attention_flow({"d_model": 64})
+
+
+# float32, 3 tokens of width 3: the two orders of the same sums differ by ~1e-7.
+DELTA_ATOL = 1e-6
+
+
+def test_delta_step_after_is_one_step_of_the_recurrence():
+    s = delta_step()
+    k, v, beta, alpha = s.key, s.value, s.beta, s.alpha
+    eye = torch.eye(k.shape[0])
+    # The module docstring's form: S_t = alpha S_{t-1} (I - beta k k^T) + beta v k^T.
+    one_step = alpha * s.before @ (eye - beta * torch.outer(k, k)) + beta * torch.outer(v, k)
+    torch.testing.assert_close(s.after, one_step, atol=DELTA_ATOL, rtol=0)
+    torch.testing.assert_close(s.decayed + s.correction, s.after, atol=DELTA_ATOL, rtol=0)
+    # Read with the unit key, the new state gives (1 - beta) v_old + beta v; the additive one
+    # gives S_{t-1} k + v.
+    torch.testing.assert_close(s.after @ k, (1 - beta) * s.recalled + beta * v, atol=1e-6, rtol=0)
+    torch.testing.assert_close(s.additive @ k, s.before @ k + v, atol=1e-6, rtol=0)
+
+
+def test_delta_step_states_agree_with_the_chunked_form(device):
+    s = delta_step(head_dim=4, tokens=5, seed=1)
+    keys, values, betas, alphas = (
+        x.to(device)[None, None] for x in (s.keys, s.values, s.betas, s.alphas)
+    )
+    q = random_tensor(2, 1, 1, 5, 4, device=device)
+    out = delta_rule_chunked(q, keys, values, betas, alphas, chunk_size=2)  # (1, 1, T, D_v)
+    torch.testing.assert_close(out[0, 0, -1], s.after.to(device) @ q[0, 0, -1], atol=1e-5, rtol=0)
+
+
+def _cells(svg: str) -> list[str]:
+    return [s for s in _texts(svg) if re.fullmatch(r"−?\d+\.\d\d", s)]
+
+
+def _rounded(*tensors: torch.Tensor) -> list[str]:
+    return [f"{v:.2f}".replace("-", "−") for t in tensors for v in t.flatten().tolist()]
+
+
+def test_delta_rule_diagram_shows_the_packages_numbers():
+    s = delta_step()
+    shown = _cells(delta_rule_update().svg)
+    expected = _rounded(
+        s.before,
+        s.decayed,
+        s.recalled,
+        s.value,
+        s.value - s.recalled,
+        s.correction,
+        s.after,
+        s.after @ s.key,
+        s.additive,
+        s.additive @ s.key,
+    )
+    assert shown == expected
+    after = _rounded(s.after)
+    start = 2 * 9 + 3 * 3 + 9
+    assert shown[start : start + 9] == after  # the drawn S_t, cell by cell
+    rows = ", ".join("(" + ", ".join(f"{v:.2f}" for v in row) + ")" for row in s.after.tolist())
+    assert f"with rows {rows}" in delta_rule_update().description
+    d = delta_rule_update().description
+    assert f"beta = {s.beta:.2f}" in d
+    assert f"alpha = {s.alpha:.2f}" in d
+    assert f"{float((s.after @ s.key - s.value).norm()):.2f} from v" in d
+    assert f"{float((s.additive @ s.key - s.value).norm()):.2f} from v" in d
+    assert len(_cells(delta_rule_update(head_dim=2, tokens=2).svg)) == 5 * 4 + 5 * 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"head_dim": 5}, ValueError, "head_dim must be between 2 and 4"),
+        ({"head_dim": 2.5}, TypeError, "head_dim must be a positive int, got float"),
+        ({"tokens": 1}, ValueError, "tokens must be between 2 and 8, got 1"),
+        ({"tokens": True}, TypeError, "tokens must be a positive int"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0, got -1"),
+    ],
+)
+def test_delta_rule_bad_sizes_name_the_argument(kwargs, error, words):
+    with pytest.raises(error, match=re.escape(words)):
+        delta_rule_update(**kwargs)

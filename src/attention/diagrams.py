@@ -22,6 +22,10 @@ colour), and areas are tinted with a colour of
 * :func:`prenorm_block` (chapter 11): the pre-norm transformer block.
 * :func:`flash_tiling` (chapter 13): tiles of queries against tiles of keys,
   with the running maximum and sum.
+* :func:`latent_attention_flow` (chapter 14): multi-head latent attention,
+  what its cache holds, and the absorbed form.
+* :func:`delta_rule_update` (chapter 14): one step of the gated delta rule on
+  real numbers, beside linear attention's write.
 """
 
 from __future__ import annotations
@@ -32,9 +36,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from attention import _checks
 from attention.functional import causal_mask, masked_softmax
+from attention.latent import (
+    LatentCache,
+    LatentConfig,
+    MultiHeadLatentAttention,
+    cache_numbers_per_token,
+)
+from attention.linear_attention import delta_rule_recurrent
 from attention.shapes import PALETTE
 
 #: The largest fill opacity of a tinted area: text on it keeps the page's contrast.
@@ -947,6 +960,515 @@ def flash_tiling(*, tokens: int = 12, block: int = 4, seed: int = 0) -> Diagram:
     return c.render("flash-tiling", title, description)
 
 
+# -- Chapter 14 ------------------------------------------------------------------
+
+#: The small MLA layer chapter 14 draws and runs: 8 heads, a query latent, and a
+#: cache of 16 + 4 numbers a token against multi-head attention's 2 x 8 x 8 = 128.
+LATENT_EXAMPLE = LatentConfig(
+    d_model=64, n_heads=8, head_dim=8, rope_dim=4, kv_latent_dim=16, q_latent_dim=32
+)
+
+
+@dataclass(frozen=True)
+class LatentWidths:
+    """The widths :func:`latent_attention_flow` prints, read from a real layer."""
+
+    model: int  # C, from W_dkv's input width
+    heads: int  # H
+    head: int  # D, from W_uk's output width / H
+    rope: int  # d_R, from W_kr's output width
+    kv_latent: int  # d_c, from W_dkv's output width
+    q_latent: int | None  # d_c', from W_dq's output width; None = queries read x
+    cached: int  # numbers a LatentCache gained for one token
+    mha_cached: int  # 2 * H * D, multi-head attention's keys and values
+    w_qk: tuple[int, int, int]  # W_uq_h W_uk_h^T for every head: (H, d_c' or C, d_c)
+    w_vo: tuple[int, int, int]  # W_uv_h W_o_h for every head: (H, d_c, C)
+
+
+def latent_widths(config: object | None = None) -> LatentWidths:
+    """The widths of an :class:`attention.latent.MultiHeadLatentAttention` built with ``config``.
+
+    The layer is built on PyTorch's ``meta`` device (shapes without numbers,
+    so DeepSeek-V2's sizes cost no memory) and run on one token with a
+    :class:`attention.latent.LatentCache`, whose contents give ``cached``.
+
+    Args:
+        config: A :class:`attention.latent.LatentConfig`. Default: :data:`LATENT_EXAMPLE`.
+
+    Returns:
+        A :class:`LatentWidths`.
+
+    Example:
+        >>> w = latent_widths()
+        >>> w.cached, w.mha_cached
+        (20, 128)
+    """
+    cfg = LATENT_EXAMPLE if config is None else config
+    if not isinstance(cfg, LatentConfig):
+        raise TypeError(f"config must be a LatentConfig, got {type(cfg).__name__}")
+    with torch.device("meta"):
+        layer = MultiHeadLatentAttention(cfg)
+        cache = LatentCache()
+        token = torch.zeros(1, 1, cfg.d_model)  # (B, T, C) = (1, 1, C)
+        layer(token, cache=cache)
+    h = cfg.n_heads
+    d = layer.W_uk.weight.shape[0] // h  # W_uk: (H*D, d_c)
+    w_uq = layer.W_uq.weight.view(h, d, -1)  # (H*D, d_c') -> (H, D, d_c')
+    w_uk = layer.W_uk.weight.view(h, d, -1)  # (H*D, d_c) -> (H, D, d_c)
+    w_uv = layer.W_uv.weight.view(h, d, -1)  # (H*D, d_c) -> (H, D, d_c)
+    w_o = layer.out_proj.weight.view(-1, h, d).transpose(0, 1)  # (C, H*D) -> (H, C, D)
+    w_qk = w_uq.transpose(1, 2) @ w_uk  # (H, d_c', D) @ (H, D, d_c) -> (H, d_c', d_c)
+    w_vo = w_uv.transpose(1, 2) @ w_o.transpose(1, 2)  # (H, d_c, D) @ (H, D, C) -> (H, d_c, C)
+    return LatentWidths(
+        model=layer.W_dkv.weight.shape[1],
+        heads=h,
+        head=d,
+        rope=layer.W_kr.weight.shape[0],
+        kv_latent=layer.W_dkv.weight.shape[0],
+        q_latent=None if layer.W_dq is None else layer.W_dq.weight.shape[0],
+        cached=cache.nbytes // token.element_size(),  # one token's numbers (B = T = 1)
+        mha_cached=cache_numbers_per_token(cfg)[1],
+        w_qk=(w_qk.shape[0], w_qk.shape[1], w_qk.shape[2]),
+        w_vo=(w_vo.shape[0], w_vo.shape[1], w_vo.shape[2]),
+    )
+
+
+def _node(
+    c: _Canvas,
+    cx: float,
+    y: float,
+    w: float,
+    lines: Sequence[str],
+    *,
+    cached: bool = False,
+    tint: str | None = None,
+) -> None:
+    """A box centred on ``cx``: a name, then smaller lines; cached boxes solid and green."""
+    h = 8.0 + 14.0 * len(lines)
+    c.box(cx - w / 2, y, w, h, _GREEN if cached else tint, dashed=not cached and tint is None)
+    for i, words in enumerate(lines):
+        c.text(cx, y + 15 + 14 * i, words, size=_FONT if i == 0 else _SMALL, bold=i == 0)
+
+
+def latent_attention_flow(config: object | None = None) -> Diagram:
+    """Multi-head latent attention: what is cached, what is rebuilt, and the absorbed form.
+
+    ``c_kv = x W_dkv`` and ``k_rope = RoPE(x W_kr)`` are cached; every head's
+    ``k_nope = c_kv W_uk`` and ``v = c_kv W_uv`` are rebuilt from them, or, in
+    the absorbed form, ``W_uk`` is folded into the query and ``W_uv`` into the
+    output projection.
+
+    Args:
+        config: A :class:`attention.latent.LatentConfig`. Default:
+            :data:`LATENT_EXAMPLE`.
+
+    Returns:
+        A :class:`Diagram` whose widths are those of :func:`latent_widths`.
+
+    Example:
+        >>> "20 numbers per token" in latent_attention_flow().description
+        True
+    """
+    w = latent_widths(config)
+    h, d, r, dc = w.heads, w.head, w.rope, w.kv_latent
+    q_in = w.q_latent if w.q_latent is not None else w.model
+    mha = f"2 × H × D = 2 × {h} × {d} = {w.mha_cached}"
+    c = _Canvas(560, 770)
+    c.text(10, 16, "Readable form: every head's keys and values rebuilt", anchor="start", bold=True)
+    _node(c, 280, 28, 190, ["x, one token", f"C = {w.model}"], tint=_BLUE)
+    # Down-projections: the query latent, the cached rotary key and KV latent.
+    y1 = 100.0
+    if w.q_latent is None:
+        _node(c, 95, y1, 130, ["no query latent", "W_uq, W_qr read x"])
+    else:
+        _node(c, 95, y1, 130, ["c_q", f"query latent, {w.q_latent}", "recomputed"])
+    _node(c, 280, y1, 130, ["k_rope", f"rotary key, d_R = {r}", "cached"], cached=True)
+    _node(c, 445, y1, 130, ["c_kv", f"KV latent, d_c = {dc}", "cached"], cached=True)
+    c.line([(230, 64), (110, y1)])
+    c.line([(280, 64), (280, y1)])
+    c.line([(330, 64), (430, y1)])
+    if w.q_latent is not None:
+        c.text(158, 80, "× W_dq", size=_SMALL, anchor="end")
+    c.text(286, 86, "× W_kr, RoPE", size=_SMALL, anchor="start")
+    c.text(400, 76, "× W_dkv", size=_SMALL, anchor="start")
+    # Up-projections, every head at once.
+    y2, b1 = 200.0, y1 + 50
+    _node(c, 52, y2, 96, ["q_nope", f"{h} heads × {d}"])
+    _node(c, 154, y2, 96, ["q_rope", f"{h} heads × {r}"])
+    _node(c, 395, y2, 96, ["k_nope", f"{h} heads × {d}"])
+    _node(c, 500, y2, 96, ["v", f"{h} heads × {d}"])
+    c.line([(75, b1), (52, y2)])
+    c.line([(115, b1), (152, y2)])
+    c.line([(425, b1), (395, y2)])
+    c.line([(465, b1), (500, y2)])
+    c.text(56, 178, "× W_uq", size=_SMALL, anchor="end")
+    c.text(140, 178, "× W_qr, RoPE", size=_SMALL, anchor="start")
+    c.text(404, 178, "× W_uk", size=_SMALL, anchor="end")
+    c.text(488, 178, "× W_uv", size=_SMALL, anchor="start")
+    # One head h: rotary part concatenated to the content part.
+    y3, b2 = 290.0, y2 + 36
+    _node(c, 100, y3, 170, ["query of head h", f"[q_nope,h | q_rope,h]: {d} + {r}"])
+    _node(c, 330, y3, 170, ["key of head h", f"[k_nope,h | k_rope]: {d} + {r}"])
+    _node(c, 500, y3, 90, ["value, head h", f"v_h: {d}"])
+    c.line([(52, b2), (70, y3)])
+    c.line([(152, b2), (130, y3)])
+    c.line([(280, b1), (280, y3)])
+    c.line([(395, b2), (380, y3)])
+    c.line([(500, b2), (500, y3)])
+    c.text(286, 276, "shared by all heads", size=_SMALL, anchor="start", italic=True)
+    y4, b3 = 370.0, y3 + 36
+    for x in (100, 330, 500):
+        c.line([(x, b3), (x, y4)])
+    _node(
+        c,
+        280,
+        y4,
+        520,
+        [
+            f"softmax(query · key / √{d + r}) over the cached tokens, times the values",
+            f"each of the {h} heads: {d} numbers; together {h * d}, "
+            f"mixed by out_proj to C = {w.model}",
+        ],
+        tint=_ORANGE,
+    )
+    # Legend.
+    y5 = 432.0
+    c.box(10, y5, 24, 14, _GREEN)
+    c.text(
+        40,
+        y5 + 11,
+        f"cached per token and layer: d_c + d_R = {dc} + {r} = {w.cached} numbers "
+        f"({w.mha_cached / w.cached:.1f}× fewer)",
+        size=_SMALL,
+        anchor="start",
+    )
+    c.box(10, y5 + 22, 24, 14, None, dashed=True)
+    c.text(
+        40,
+        y5 + 33,
+        f"recomputed at every step; multi-head attention caches {mha}",
+        size=_SMALL,
+        anchor="start",
+    )
+    # The absorbed form.
+    top = 486.0
+    c.text(
+        10,
+        top + 16,
+        "Absorbed form: W_uk folded into the query, W_uv into the output",
+        anchor="start",
+        bold=True,
+    )
+    ra, rb = top + 34, top + 150
+    q_name = "c_q" if w.q_latent is not None else "x"
+    _node(c, 50, ra, 80, [q_name, f"{q_in}"], tint=_BLUE)
+    c.line([(90, ra + 18), (222, ra + 18)])
+    c.text(156, ra + 10, "× W_uq,h W_uk,hᵀ", size=_SMALL)
+    c.text(156, ra + 34, f"{w.w_qk[1]} × {w.w_qk[2]} per head", size=_SMALL)
+    _node(c, 290, ra, 130, ["query of head h", f"in the latent's {dc}"])
+    c.line([(355, ra + 18), (408, ra + 18)])
+    c.text(382, ra + 10, "· c_kv", size=_SMALL)
+    _node(c, 480, ra, 140, ["the cache", f"c_kv {dc}, k_rope {r}"], cached=True)
+    c.text(
+        290,
+        ra + 66,
+        f"+ q_rope,h · k_rope, ÷ √{d + r}, softmax: weights over the cached tokens",
+        size=_SMALL,
+    )
+    c.line([(250, ra + 72), (250, rb)])
+    c.text(244, ra + 100, "weights", size=_SMALL, anchor="end", italic=True)
+    c.line([(480, ra + 36), (480, ra + 86), (330, ra + 86), (330, rb)])
+    c.text(336, ra + 104, "cached c_kv", size=_SMALL, anchor="start", italic=True)
+    _node(c, 290, rb, 150, ["Σ weight × c_kv", f"{dc} per head"])
+    c.line([(365, rb + 18), (414, rb + 18)])
+    _node(c, 480, rb, 130, [f"sum of {h} heads", f"out, C = {w.model}"], tint=_BLUE)
+    c.text(390, rb + 54, "× W_uv,h W_o,h", size=_SMALL)
+    c.text(390, rb + 68, f"{w.w_vo[1]} × {w.w_vo[2]} per head", size=_SMALL)
+    c.text(
+        10,
+        rb + 96,
+        "No per-head key or value is built: a step reads only the cached latents.",
+        size=_SMALL,
+        anchor="start",
+        italic=True,
+    )
+    c.height = rb + 106
+    times = w.mha_cached / w.cached
+    queries = (
+        f"by W_dq to the query latent c_q ({w.q_latent} numbers)"
+        if w.q_latent is not None
+        else "not at all for the queries, which read x itself"
+    )
+    title = "Multi-head latent attention: the cached latent, the rebuilt heads, the absorbed form"
+    description = (
+        f"Top, the readable form. A token's hidden vector x, C = {w.model} numbers, is "
+        f"projected down {queries}; by W_dkv to the KV latent c_kv ({dc}); and by W_kr, then "
+        f"RoPE, to the rotary key k_rope ({r}), which all {h} heads share. Only c_kv and "
+        f"k_rope are cached: {dc} + {r} = {w.cached} numbers per token and layer, against "
+        f"{mha} for multi-head attention's keys and values, {times:.1f} times fewer. At "
+        f"every step the cached latents are projected up, by W_uk to every head's content "
+        f"keys k_nope and by W_uv to the values, {h} heads of {d} each; the queries get "
+        f"content parts q_nope, {h} heads of {d}, through W_uq, and rotary parts q_rope, "
+        f"{h} heads of {r}, "
+        f"through W_qr and RoPE. Each head's key is its k_nope part followed by the shared "
+        f"k_rope, {d} + {r} numbers, scored against its query of {d} + {r}; the softmax of "
+        f"the scores divided by the square root of {d + r} weights the head's values, and "
+        f"the {h} heads' {h * d} numbers are mixed by out_proj back to {w.model}. Bottom, the "
+        f"absorbed form, which gives the same output: W_uk is folded into the query, "
+        f"W_uq,h W_uk,h transposed being one {w.w_qk[1]} by {w.w_qk[2]} matrix per head, so "
+        f"each head's query lives in the latent's {dc} numbers and scores the cached c_kv "
+        f"directly (plus its rotary score against k_rope). The weights average the cached "
+        f"latents, {dc} numbers per head, and W_uv is folded into the output projection, "
+        f"W_uv,h W_o,h being one {w.w_vo[1]} by {w.w_vo[2]} matrix per head; the heads' "
+        f"results are summed. No per-head key or value is ever built."
+    )
+    return c.render("latent-attention-flow", title, description)
+
+
+@dataclass(frozen=True)
+class DeltaStep:
+    """One token's update of the gated delta rule, and the additive update beside it.
+
+    States are (D_v, D), values by keys, as in :mod:`attention.linear_attention`.
+    ``additive`` is plain linear attention's write with the key itself
+    (:class:`attention.linear_attention.LinearAttention` writes ``phi(k_t)``
+    instead), applied to the same ``S_{t-1}``.
+    """
+
+    keys: Tensor  # (T, D), unit rows
+    values: Tensor  # (T, D_v)
+    betas: Tensor  # (T,), writing strengths
+    alphas: Tensor  # (T,), decays
+    before: Tensor  # S_{t-1}, (D_v, D), read from delta_rule_recurrent
+    decayed: Tensor  # alpha_t S_{t-1}, (D_v, D)
+    recalled: Tensor  # v_old = alpha_t S_{t-1} k_t, (D_v,)
+    correction: Tensor  # beta_t (v_t - v_old) k_t^T, (D_v, D)
+    after: Tensor  # S_t, (D_v, D), read from delta_rule_recurrent
+    additive: Tensor  # S_{t-1} + v_t k_t^T, linear attention's write, (D_v, D)
+
+    @property
+    def key(self) -> Tensor:
+        """k_t, the last token's key, (D,)."""
+        return self.keys[-1]
+
+    @property
+    def value(self) -> Tensor:
+        """v_t, the last token's value, (D_v,)."""
+        return self.values[-1]
+
+    @property
+    def beta(self) -> float:
+        """beta_t, the last token's writing strength."""
+        return float(self.betas[-1])
+
+    @property
+    def alpha(self) -> float:
+        """alpha_t, the last token's decay."""
+        return float(self.alphas[-1])
+
+
+def _delta_states(key: Tensor, value: Tensor, beta: Tensor, alpha: Tensor) -> Tensor:
+    """Every state S_t of :func:`attention.linear_attention.delta_rule_recurrent`, (T, D_v, D).
+
+    The function returns ``S_t q_t``; batch entry j asks with ``q_t = e_j`` at
+    every t, so its outputs are column j of each state.
+    """
+    t, d = key.shape  # (T, D)
+    q = torch.eye(d, dtype=key.dtype, device=key.device)[:, None, None, :].expand(d, 1, t, d)
+    out = delta_rule_recurrent(
+        q,  # (D, 1, T, D): D copies of the sequence, copy j reading with e_j
+        key.expand(d, 1, t, d),  # (T, D) -> (D, 1, T, D)
+        value.expand(d, 1, t, value.shape[-1]),  # (T, D_v) -> (D, 1, T, D_v)
+        beta.expand(d, 1, t),  # (T,) -> (D, 1, T)
+        alpha.expand(d, 1, t),  # (T,) -> (D, 1, T)
+    )  # (D, 1, T, D_v): out[j, 0, t] = S_t e_j
+    return out[:, 0].permute(1, 2, 0)  # (D, T, D_v) -> (T, D_v, D)
+
+
+def delta_step(*, head_dim: int = 3, tokens: int = 3, seed: int = 4) -> DeltaStep:
+    """The gated delta rule's update at the last of ``tokens`` seeded tokens.
+
+    Keys are random unit vectors (as :class:`attention.linear_attention.GatedDeltaNet`
+    normalises them), values standard normal, ``beta_t`` uniform in [0, 1) and
+    ``alpha_t`` uniform in [0.5, 1). The states before and after come from
+    :func:`attention.linear_attention.delta_rule_recurrent`; the parts between
+    are its formula, ``S_t = alpha_t S_{t-1} + beta_t (v_t - alpha_t S_{t-1} k_t) k_t^T``.
+
+    Args:
+        head_dim: D = D_v, the width of keys and values. Default: 3.
+        tokens: T, the tokens written; the last one is drawn. Default: 3.
+        seed: Seed of the keys, values and gates. Default: 4.
+
+    Returns:
+        A :class:`DeltaStep`.
+
+    Example:
+        >>> s = delta_step()
+        >>> torch.allclose(s.decayed + s.correction, s.after, atol=1e-6)
+        True
+    """
+    d = _checks.positive_int("head_dim", head_dim)
+    n = _checks.positive_int("tokens", tokens)
+    _checks.non_negative_int("seed", seed)
+    if not 2 <= d <= 4:
+        raise ValueError(f"head_dim must be between 2 and 4 (a grid a page can show), got {d}")
+    if not 2 <= n <= 8:
+        raise ValueError(f"tokens must be between 2 and 8, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    key = F.normalize(torch.randn(n, d, generator=g), dim=-1)  # (T, D), unit rows
+    value = torch.randn(n, d, generator=g)  # (T, D_v)
+    beta = torch.rand(n, generator=g)  # (T,), in [0, 1)
+    alpha = 0.5 + 0.5 * torch.rand(n, generator=g)  # (T,), in [0.5, 1)
+    states = _delta_states(key, value, beta, alpha)  # (T, D_v, D)
+    k, v, b, a = key[-1], value[-1], float(beta[-1]), float(alpha[-1])  # (D,), (D_v,)
+    before = states[-2]  # (D_v, D)
+    decayed = a * before  # (D_v, D)
+    recalled = decayed @ k  # (D_v, D) @ (D,) -> (D_v,)
+    correction = b * torch.outer(v - recalled, k)  # (D_v,) x (D,) -> (D_v, D)
+    additive = before + torch.outer(v, k)  # (D_v, D)
+    return DeltaStep(
+        key, value, beta, alpha, before, decayed, recalled, correction, states[-1], additive
+    )
+
+
+def _heat(
+    c: _Canvas, x: float, y: float, m: Tensor, top: str, *, scale: float, cw: float = 38
+) -> None:
+    """Matrix ``m`` (rows, cols) as cells of rounded numbers, tinted by sign and size."""
+    ch = 22.0
+    rows, cols = m.shape
+    c.text(x + cols * cw / 2, y - 7, top, size=_SMALL, bold=True)
+    for i in range(rows):
+        for j in range(cols):
+            v = float(m[i, j])
+            tint = _BLUE if v >= 0 else _ORANGE
+            c.box(x + j * cw, y + i * ch, cw, ch, tint, opacity=MAX_TINT * abs(v) / scale, radius=0)
+            c.text(x + j * cw + cw / 2, y + i * ch + 15, _number(v), size=_SMALL)
+
+
+def delta_rule_update(*, head_dim: int = 3, tokens: int = 3, seed: int = 4) -> Diagram:
+    """One step of the gated delta rule on real numbers, beside linear attention's write.
+
+    ``S_t = alpha_t S_{t-1} (I - beta_t k_t k_t^T) + beta_t v_t k_t^T``, drawn
+    as decay, read, correct: ``S_t = alpha_t S_{t-1} + beta_t (v_t - v_old) k_t^T``
+    with ``v_old = alpha_t S_{t-1} k_t``, in the order
+    :func:`attention.linear_attention.delta_rule_recurrent` computes it. Below
+    it, plain linear attention's ``S_{t-1} + v_t k_t^T``, which only adds. The
+    states before and after are the package's (see :func:`delta_step`).
+
+    Args:
+        head_dim: D = D_v. Default: 3.
+        tokens: T, the tokens written; the last one is drawn. Default: 3.
+        seed: Seed of the keys, values and gates. Default: 4.
+
+    Returns:
+        A :class:`Diagram` of :func:`delta_step`, every number to two decimals.
+
+    Example:
+        >>> "only adds" in delta_rule_update().description
+        True
+    """
+    s = delta_step(head_dim=head_dim, tokens=tokens, seed=seed)
+    d = s.key.shape[0]
+    cw, ch = 38.0, 22.0
+    side = d * cw
+    grids = (s.before, s.decayed, s.correction, s.after, s.additive)
+    scale = max(float(m.abs().max()) for m in grids)
+    read_after, read_added = s.after @ s.key, s.additive @ s.key  # (D_v, D) @ (D,) -> (D_v,)
+    miss_delta = float((read_after - s.value).norm())  # distance of the read from v
+    miss_added = float((read_added - s.value).norm())
+    t = tokens
+    c = _Canvas(560, 100)
+    c.text(
+        10,
+        16,
+        f"Token {t}: k = ({', '.join(_number(float(x)) for x in s.key)}), "
+        f"v = ({', '.join(_number(float(x)) for x in s.value)}), "
+        f"β = {s.beta:.2f}, α = {s.alpha:.2f}",
+        size=_SMALL,
+        anchor="start",
+    )
+    c.text(
+        10,
+        36,
+        f"S{_sub(t)} = α S{_sub(t - 1)} + β (v − v_old) kᵀ,  v_old = α S{_sub(t - 1)} k",
+        anchor="start",
+        bold=True,
+    )
+    # Row 1: decay, then read what the memory returns for k_t.
+    y = 74.0
+    _heat(c, 10, y, s.before, f"S{_sub(t - 1)} (before)", scale=scale)
+    c.line([(14 + side, y + d * ch / 2), (54 + side, y + d * ch / 2)])
+    c.text(34 + side, y + d * ch / 2 - 8, "× α", size=_SMALL)
+    x2 = 60 + side
+    _heat(c, x2, y, s.decayed, f"α S{_sub(t - 1)}", scale=scale)
+    c.line([(x2 + side + 4, y + d * ch / 2), (x2 + side + 44, y + d * ch / 2)])
+    c.text(x2 + side + 24, y + d * ch / 2 - 8, "· k", size=_SMALL)
+    x3 = x2 + side + 50
+    _heat(c, x3, y, s.recalled[:, None], "v_old", scale=scale)
+    _heat(c, x3 + cw + 16, y, s.value[:, None], "v", scale=scale)
+    _heat(c, x3 + 2 * cw + 32, y, (s.value - s.recalled)[:, None], "v − v_old", scale=scale)
+    c.text(x3 + 1.5 * cw + 16, y + d * ch + 18, "the memory's answer for k", size=_SMALL)
+    c.width = max(c.width, x3 + 3 * cw + 40)
+    # Row 2: write the correction in.
+    y = y + d * ch + 70
+    _heat(c, 10, y, s.correction, "β (v − v_old) kᵀ", scale=scale)
+    c.text(18 + side, y + d * ch / 2 + 5, f"+ α S{_sub(t - 1)}", anchor="start")
+    c.text(70 + side, y + d * ch / 2 + 5, "=", anchor="start")
+    x4 = 90 + side
+    _heat(c, x4, y, s.after, f"S{_sub(t)} (after)", scale=scale)
+    x5 = x4 + side + 30
+    _heat(c, x5, y, read_after[:, None], f"S{_sub(t)} k", scale=scale)
+    c.text(
+        10,
+        y + d * ch + 20,
+        f"S{_sub(t)} k = (1 − β) v_old + β v: moved towards v, {miss_delta:.2f} from it",
+        size=_SMALL,
+        anchor="start",
+        italic=True,
+    )
+    # Row 3: linear attention only adds.
+    y = y + d * ch + 80
+    c.text(10, y - 30, "Linear attention instead only adds:", anchor="start", bold=True)
+    _heat(c, 10, y, s.additive, f"S{_sub(t - 1)} + v kᵀ", scale=scale)
+    x6 = 40 + side
+    _heat(c, x6, y, read_added[:, None], "… · k", scale=scale)
+    c.text(x6 + cw + 10, y + 15, f"= S{_sub(t - 1)} k + v", size=_SMALL, anchor="start")
+    c.text(
+        x6 + cw + 10,
+        y + 33,
+        f"v lands on top of the old recall: {miss_added:.2f} from v",
+        size=_SMALL,
+        anchor="start",
+        italic=True,
+    )
+    c.height = y + d * ch + 14
+
+    def vec(x: Tensor) -> str:
+        return "(" + ", ".join(f"{float(e):.2f}" for e in x) + ")"
+
+    def rows(m: Tensor) -> str:
+        return ", ".join(vec(row) for row in m)
+
+    title = "One step of the gated delta rule: decay, read, correct; and linear attention's write"
+    description = (
+        f"A {d} by {d} memory S, values by keys, after {t - 1} tokens of the gated delta rule "
+        f"(numbers from the package's delta_rule_recurrent, seed {seed}); its rows are "
+        f"{rows(s.before)}. Token {t} brings the "
+        f"unit key k = {vec(s.key)}, the value v = {vec(s.value)}, the writing strength "
+        f"beta = {s.beta:.2f} and the decay alpha = {s.alpha:.2f}. First the memory fades: "
+        f"every entry times {s.alpha:.2f}. Then it is read with k: it returns "
+        f"v_old = {vec(s.recalled)}, which is not v. The error v minus v_old, times beta, "
+        f"is written in along k, as the outer product beta (v - v_old) k transposed, and the "
+        f"new state S{t} is the decayed one plus that correction, with rows {rows(s.after)}. "
+        f"Read with k again, S{t} "
+        f"returns {vec(read_after)}: v_old moved {s.beta:.2f} of the way to v, "
+        f"{miss_delta:.2f} from v. Linear attention only adds: S{t - 1} plus v k transposed "
+        f"returns {vec(read_added)} for k, the old recall plus v, {miss_added:.2f} from v."
+    )
+    return c.render("delta-rule-update", title, description)
+
+
 #: Every diagram of the book, by name.
 ALL = {
     "encoder-decoder": encoder_decoder,
@@ -955,4 +1477,6 @@ ALL = {
     "head-split": head_split,
     "prenorm-block": prenorm_block,
     "flash-tiling": flash_tiling,
+    "latent-attention-flow": latent_attention_flow,
+    "delta-rule-update": delta_rule_update,
 }
