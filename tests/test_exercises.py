@@ -29,6 +29,7 @@ from attention.exercises import (
     check_batched_scores,
     check_causal_attention,
     check_causal_mask,
+    check_delta_rule_step,
     check_flash_update,
     check_inverted_dropout,
     check_kv_cache,
@@ -580,3 +581,35 @@ def test_a_report_reads_as_a_list() -> None:
         str(report).splitlines()[0]
         == "✓ returns a (T, T) tensor of booleans for every T from 1 to 8"
     )
+
+
+# --- chapter 14: the delta rule --------------------------------------------------
+
+
+def good_delta_step(S, k, v, beta, alpha):
+    decayed = alpha * S  # (D_v, D)
+    return decayed + beta * torch.outer(v - decayed @ k, k)
+
+
+def test_a_correct_delta_step_passes() -> None:
+    assert len(check_delta_rule_step(good_delta_step).passed) == 3
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (lambda S, k, v, b, a: a * S + b * torch.outer(v, k), r"a write that only adds"),
+        (lambda S, k, v, b, a: a * S + b * torch.outer(v - S @ k, k), r"before it fades"),
+        (lambda S, k, v, b, a: a * S + torch.outer(v - a * S @ k, k), r"leaving out beta"),
+        (lambda S, k, v, b, a: S + b * torch.outer(v - S @ k, k), r"leaving out alpha"),
+        (
+            lambda S, k, v, b, a: good_delta_step(S, k, v, b, a).T,
+            r"shape \(4, 3\); expected \(3, 4\)",
+        ),
+        (lambda S, k, v, b, a: a * S + b * torch.outer(k, v), r"raised RuntimeError"),
+        (lambda S, k, v, b, a: 2 * good_delta_step(S, k, v, b, a), r"differs .* by up to"),
+    ],
+)
+def test_delta_step_mistakes_are_named(step, message) -> None:
+    with pytest.raises(ExerciseError, match=message):
+        check_delta_rule_step(step)

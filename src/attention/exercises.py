@@ -33,6 +33,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attention.causal import CausalAttention
@@ -57,6 +58,7 @@ __all__ = [
     "check_batched_scores",
     "check_causal_attention",
     "check_causal_mask",
+    "check_delta_rule_step",
     "check_flash_update",
     "check_inverted_dropout",
     "check_kv_cache",
@@ -1176,4 +1178,90 @@ def check_additive_attention(layer_class: Callable[..., nn.Module]) -> Report:
                 "the encoder states themselves, sum_j a_j h_j, (B, 1, S) @ (B, S, key_size)."
             )
         report.passed.append("context: the weighted sum of the encoder states")
+    return report
+
+
+# --- Chapter 14: the delta rule -------------------------------------------------
+
+
+@_keeps_random_state
+def check_delta_rule_step(
+    step: Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor],
+) -> Report:
+    """Check ``step(S, k, v, beta, alpha)``, one token of the gated delta rule.
+
+    ``S`` is a head's state (D_v, D), values by keys; ``k`` (D,) and ``v``
+    (D_v,) are the token's key and value; ``beta`` and ``alpha`` are 0-d
+    tensors. ``step`` returns the new state
+    ``alpha S (I - beta k k^T) + beta v k^T``: the memory fades by alpha, then
+    what it returns for ``k`` moves towards ``v`` at rate beta. Run over a
+    sequence, reading ``S q`` after each token, it must give what
+    :func:`attention.linear_attention.delta_rule_recurrent` gives.
+
+    Raises:
+        ExerciseError: with what is wrong, in plain words.
+    """
+    from attention.linear_attention import delta_rule_recurrent
+
+    report = Report("The gated delta rule, one token at a time")
+    torch.manual_seed(0)
+    tokens, d, d_v = 6, 4, 3
+    q, k = torch.randn(tokens, d), F.normalize(torch.randn(tokens, d), dim=-1)  # (T, D) each
+    v = torch.randn(tokens, d_v)  # (T, D_v)
+    beta, alpha = torch.rand(tokens) * 0.8 + 0.1, torch.rand(tokens) * 0.4 + 0.5  # (T,) each
+    state = torch.randn(d_v, d)  # (D_v, D): a memory that already holds something
+    kt, vt, bt, at = k[0], v[0], beta[0], alpha[0]
+    eye = torch.eye(d)
+    expected = at * state @ (eye - bt * torch.outer(kt, kt)) + bt * torch.outer(vt, kt)
+    what = "step on a state that already holds something"
+    yours = _output(what, partial(step, state, kt, vt, bt, at), (d_v, d))
+    if not _close(yours, expected):
+        mistakes = {
+            "a write that only adds, alpha S + beta v k^T, gives: read what S returns for k "
+            "first, and write only the difference v - (alpha S) k": at * state
+            + bt * torch.outer(vt, kt),
+            "reading the old state before it fades gives: the read is (alpha S) k, the "
+            "memory after the decay": at * state + bt * torch.outer(vt - state @ kt, kt),
+            "leaving out beta gives: the correction is scaled by beta, the writing strength": at
+            * state
+            @ (eye - torch.outer(kt, kt))
+            + torch.outer(vt, kt),
+            "leaving out alpha gives: the whole state first fades by alpha": state
+            @ (eye - bt * torch.outer(kt, kt))
+            + bt * torch.outer(vt, kt),
+        }
+        raise _fail(_diagnose(yours, expected, mistakes, what))
+    report.passed.append("one step from a full state: alpha S (I - beta k k^T) + beta v k^T")
+
+    memory = torch.zeros(d_v, d)  # (D_v, D)
+    outputs = []
+    for t in range(tokens):
+        memory = _output(
+            f"step on token {t}",
+            partial(step, memory, k[t], v[t], beta[t], alpha[t]),
+            (d_v, d),
+        )
+        outputs.append(memory @ q[t])  # (D_v, D) @ (D,) -> (D_v,)
+    package = delta_rule_recurrent(
+        q[None, None], k[None, None], v[None, None], beta[None, None], alpha[None, None]
+    )[0, 0]  # (T, D_v)
+    if not _close(torch.stack(outputs), package):
+        raise _fail(
+            "Over a sequence of 6 tokens, starting from a zero state, S q after each step "
+            "differs from attention.linear_attention.delta_rule_recurrent's outputs. Return "
+            "the new state after each token."
+        )
+    report.passed.append("six tokens from a zero state: S q equals delta_rule_recurrent's output")
+    k_unit, v_new = k[1], v[1]
+    written = _output(
+        "step with beta = 1 and alpha = 1",
+        partial(step, state, k_unit, v_new, torch.tensor(1.0), torch.tensor(1.0)),
+        (d_v, d),
+    )
+    if not _close(written @ k_unit, v_new):
+        raise _fail(
+            "With beta = 1 and alpha = 1, the new state must return exactly v for the unit "
+            "key k: S k = v. The delta rule overwrites what the key held."
+        )
+    report.passed.append("beta = 1 overwrites: the new state returns v for k")
     return report
