@@ -96,6 +96,29 @@ MEASURED: dict[str, dict[str, str]] = {
         "fused-workspace-kib-4096": ALLOCATOR,
         "mem-growth-fused": ALLOCATOR,
     },
+    "14-attention-in-todays-models": {
+        "mla-max-diff": ROUNDING,
+        "lin-max-diff": ROUNDING,
+        "sparse-gap": ROUNDING,
+        "ring-speedup": TIMING,
+        "mask-over-full": TIMING,
+        "ring-growth": TIMING,
+        "full-growth": TIMING,
+        **{
+            key: TRAINED
+            for key in (
+                "sink-head",
+                "own-head",
+                "sink-first",
+                "sink-second",
+                "own-first",
+                "own-second",
+                "choice-mha",
+                "choice-mqa",
+                "choice-window",
+            )
+        },
+    },
 }
 
 
