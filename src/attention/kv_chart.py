@@ -41,7 +41,14 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from attention import _checks
-from attention.kv_budget import PUBLISHED, KVLayout, as_mha, cache_bytes_curve
+from attention.kv_budget import (
+    PUBLISHED,
+    KVLayout,
+    as_mha,
+    cache_bytes_curve,
+    local_layers,
+    numbers_per_token,
+)
 from attention.shapes import PALETTE
 from attention.widgets import _CELL, Widget, _th
 
@@ -71,9 +78,11 @@ _UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
 _LINE_STYLES = {"published": "-", "global": "-.", "mqa": ":", "mha": "--"}  # as the script draws
 
 
-def _same_cache(a: KVLayout, b: KVLayout) -> bool:
-    """Whether two layouts differ in their name at most."""
-    return dataclasses.replace(a, name="") == dataclasses.replace(b, name="")
+def _cache_key(layout: KVLayout) -> tuple[object, ...]:
+    """What :func:`~attention.kv_budget.cache_bytes` reads of a layout: equal keys, equal caches."""
+    local = local_layers(layout)
+    return (numbers_per_token(layout), local, layout.window if any(local) else None,
+            layout.share_every, layout.dtype_bytes)  # fmt: skip
 
 
 def kv_variants(layout: KVLayout) -> dict[str, KVLayout]:
@@ -81,8 +90,9 @@ def kv_variants(layout: KVLayout) -> dict[str, KVLayout]:
 
     ``"global"`` (models with a window only) drops the window; ``"mqa"`` keeps
     one key/value head of width D (and drops MLA's latent); ``"mha"`` is
-    :func:`~attention.kv_budget.as_mha`. A variant equal to an earlier one but
-    for its name is left out.
+    :func:`~attention.kv_budget.as_mha`. A variant that caches what an earlier
+    one caches (the same numbers per token, layers, windows, sharing and dtype)
+    is left out.
 
     Args:
         layout: The model as published.
@@ -109,7 +119,7 @@ def kv_variants(layout: KVLayout) -> dict[str, KVLayout]:
     candidates["mha"] = as_mha(layout)
     kept: dict[str, KVLayout] = {}
     for key, candidate in candidates.items():
-        if not any(_same_cache(candidate, other) for other in kept.values()):
+        if _cache_key(candidate) not in {_cache_key(other) for other in kept.values()}:
             kept[key] = candidate
     return kept
 
@@ -145,7 +155,8 @@ def describe(layout: KVLayout) -> str:
         layers = f"all {layout.n_layers} layers local (window {layout.window})"
     else:
         local = layout.local_per_global
-        layers = f"{local} local layer{'s' if local > 1 else ''} (window {layout.window}) per global one"
+        plural = "s" if local > 1 else ""
+        layers = f"{local} local layer{plural} (window {layout.window}) per global one"
     parts = [heads, layers]
     if layout.share_every > 1:
         parts.append(f"layers share a cache in groups of {layout.share_every}")
