@@ -39,7 +39,8 @@ READ = """root => {
     scale: root.dataset.kvScale,
     lines: [...root.querySelectorAll("path[data-kv-line]")].map((p) => ({
       key: p.dataset.kvLine,
-      points: [...p.getAttribute("d").matchAll(/[ML]([\\d.]+) ([\\d.]+)/g)].map((m) => [+m[1], +m[2]]),
+      points: [...p.getAttribute("d").matchAll(/[ML]([\\d.]+) ([\\d.]+)/g)]
+        .map((m) => [+m[1], +m[2]]),
     })),
     dots: Object.fromEntries([...root.querySelectorAll("circle[data-kv-dot]")].map((c) =>
       [c.dataset.kvDot, [+c.getAttribute("cx"), +c.getAttribute("cy")]])),
@@ -78,9 +79,7 @@ def _data(page: Page) -> dict[str, Any]:
 def _bytes(data: dict[str, Any]) -> dict[str, list[int]]:
     """Every curve of the page data, by the key the chart gives its line: "model:variant"."""
     return {
-        f"{i}:{v['id']}": v["bytes"]
-        for i, m in enumerate(data["models"])
-        for v in m["variants"]
+        f"{i}:{v['id']}": v["bytes"] for i, m in enumerate(data["models"]) for v in m["variants"]
     }
 
 
