@@ -314,9 +314,11 @@ def test_the_figure_draws_the_same_numbers():
         "Gemma 3 27B, Every layer global",
     ]
     assert np.asarray(lines[0].get_xdata()).tolist() == data["tokens"]
-    expected = [b / GIB for b in data["models"][1]["variants"][1]["bytes"]]
-    assert np.asarray(lines[2].get_ydata()).tolist() == pytest.approx(expected, rel=1e-12)
-    assert ax.get_xscale() == "log"
+    expected = data["models"][1]["variants"][1]["bytes"]
+    assert np.asarray(lines[2].get_ydata()).tolist() == expected
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["64", "256", "1K", "4K", "8K"]
+    assert "1 GiB" in [t.get_text() for t in ax.get_yticklabels()]
 
 
 # -- Bad input ------------------------------------------------------------------------------

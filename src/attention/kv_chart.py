@@ -394,8 +394,8 @@ def kv_budget_figure(
         title: The figure's title. Default: none.
 
     Returns:
-        A ``matplotlib.figure.Figure``: one line per model and variant, in
-        GiB against tokens on a base-2 log scale.
+        A ``matplotlib.figure.Figure``: one line per model and variant, bytes
+        against tokens, both on a base-2 log scale.
     """
     from matplotlib.figure import Figure
 
@@ -406,23 +406,35 @@ def kv_budget_figure(
     data = kv_chart_data(models, max_tokens=max_tokens, dtype_bytes=dtype_bytes,
                          batch_size=batch_size)  # fmt: skip
     labels = dict(VARIANTS)
-    figure = Figure(figsize=(6.4, 3.8))
+    figure = Figure(figsize=(8.4, 3.8))
     ax = figure.subplots()
+    drawn = []
     for model in data["models"]:
         for variant in model["variants"]:
             if variant["id"] in variants:
+                drawn += variant["bytes"]
                 ax.plot(
                     data["tokens"],
-                    [b / 2**30 for b in variant["bytes"]],
+                    variant["bytes"],
                     color=model["colour"],
                     linestyle=_LINE_STYLES[variant["id"]],
                     label=f"{model['name']}, {labels[variant['id']]}",
                 )
+    tokens = data["tokens"]
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("KV cache (GiB)")
+    ax.set_yscale("log", base=2)
+    # Ticks every two doublings of the context and every three of the cache, named in words.
+    x_ticks = [t for t in tokens[:-1] if t & (t - 1) == 0 and t.bit_length() % 2 == 1]
+    x_ticks.append(tokens[-1])
+    ax.set_xticks(x_ticks, [f"{t // 1024}K" if t >= 1024 else str(t) for t in x_ticks])
+    low, high = min(drawn).bit_length() - 1, max(drawn).bit_length()
+    y_ticks = [2**k for k in range(low + (-low) % 3, high + 1, 3)]
+    ax.set_yticks(y_ticks, [format_bytes(b).replace(".00 ", " ").replace(".0 ", " ")
+                            for b in y_ticks])  # fmt: skip
+    ax.set_xlabel("context length (tokens, log scale)")
+    ax.set_ylabel("KV cache (log scale)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the lines
     if title:
         ax.set_title(title, fontsize=10)
     figure.set_layout_engine("constrained")
