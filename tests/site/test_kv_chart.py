@@ -141,6 +141,31 @@ def test_the_chart_draws_every_published_model(chapter: Page):
     assert [row["cells"][0] for row in shown["rows"]] == names
 
 
+def test_the_static_figure_gives_way_to_the_chart(chapter: Page):
+    # The chapter pairs the chart with a static figure of it (a cell tagged
+    # attn-kv-static), for readers without scripts; once the chart draws it goes.
+    static = chapter.locator(".tag_attn-kv-static")
+    assert static.count() == 1
+    assert static.locator("img[src*='_images/']").count() == 1
+    assert not static.is_visible()
+
+
+def test_without_scripts_the_chapter_shows_the_static_figure(browser: Browser, site_url: str):
+    context = new_context(browser, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(f"{site_url}/{PAGE}", wait_until="load")
+        note = page.locator(f"{ROOT} .attn-noscript")
+        assert note.count() == page.locator(ROOT).count() == 1
+        assert "static figure" in note.inner_text()
+        image = page.locator(".tag_attn-kv-static img[src*='_images/']")
+        assert image.is_visible()
+        assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert page.locator(f"{ROOT} figure").count() == 0
+    finally:
+        context.close()
+
+
 def test_switching_variants_and_models_redraws_the_numbers(chapter: Page):
     root = chapter.locator(ROOT).first
     data = _data(chapter)

@@ -325,6 +325,9 @@
       E.addStylesheet(STYLESHEET, "kv-budget", "attention-kv.css");
       root.querySelectorAll(":scope > .attn-fallback").forEach((fallback) => fallback.remove());
       setup(root);
+      // A page that shows a static copy of the chart for readers without
+      // scripts (a cell tagged attn-kv-static) hides it once a chart draws.
+      document.documentElement.classList.add("attn-kv-ready");
     });
   }
 
