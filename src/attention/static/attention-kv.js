@@ -80,14 +80,16 @@
     return node;
   }
 
-  const W = 640;
-  const H = 340;
   const PAD = { left: 72, right: 16, top: 14, bottom: 44 };
 
   // ---- One chart --------------------------------------------------------------
 
   function setup(root) {
     const data = JSON.parse(root.querySelector("script.attn-data").textContent);
+    // On a narrow screen a smaller drawing, so that its text shrinks less.
+    const narrow = root.clientWidth > 0 && root.clientWidth < 560;
+    const W = narrow ? 400 : 640;
+    const H = narrow ? 300 : 340;
     const id = `attn-kv-${Math.random().toString(36).slice(2, 8)}`;
     const tokens = data.tokens;
     const variantLabel = Object.fromEntries(data.variants.map((v) => [v.id, v.label]));
@@ -221,7 +223,10 @@
       const log = chosen("scale")[0] === "log";
       const at = +slider.value;
       const { y, ticks } = bytesAxis(drawn, log);
-      const xTicks = tokens.filter((t) => Math.log2(t) % 2 === 0 || t === tokens[tokens.length - 1]);
+      const every = narrow ? 4 : 2; // doublings between labelled token counts
+      const xTicks = tokens.filter(
+        (t) => Math.log2(t / tokens[0]) % every === 0 || t === tokens[tokens.length - 1],
+      );
       const left = PAD.left;
       const right = W - PAD.right;
       const bottom = H - PAD.bottom;
