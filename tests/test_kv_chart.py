@@ -282,7 +282,7 @@ def test_a_grid_that_ends_between_powers_of_two_keeps_its_last_row():
 def test_the_widget_is_a_kv_budget_chart_that_carries_its_script(chart_html):
     assert chart_html.startswith('<div class="attn-widget" data-attn-kind="kv-budget"')
     assert 'aria-label="KV-cache size against context length, by model and variant"' in chart_html
-    assert inline_script("attention-kv") in chart_html
+    assert inline_script("attention-kv-budget") in chart_html
     assert inline_script("attention-engine") in chart_html
     book = kv_budget_chart().to_html(portable=False)
     assert "attn-fallback" not in book
@@ -290,13 +290,13 @@ def test_the_widget_is_a_kv_budget_chart_that_carries_its_script(chart_html):
 
 
 def test_the_script_draws_and_prints_but_computes_no_cache():
-    script = (STATIC / "attention-kv.js").read_text(encoding="utf-8")
+    script = (STATIC / "attention-kv-budget.js").read_text(encoding="utf-8")
     assert "if (window.AttentionKV) {" in script
     assert "window.AttentionEngine" in script
     # It reads sizes from the data; no field of a layout reaches it.
     for field in ("n_kv_heads", "head_dim", "n_layers", "latent_dim", "window"):
         assert field not in script.replace("window.", ""), field
-    assert (STATIC / "attention-kv.css").is_file()
+    assert (STATIC / "attention-kv-budget.css").is_file()
 
 
 # -- The static figure ----------------------------------------------------------------------

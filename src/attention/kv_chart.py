@@ -18,7 +18,7 @@ A variant that caches exactly what an earlier one does is left out.
 :func:`~attention.kv_budget.cache_bytes_curve` on one log-spaced grid of
 context lengths (:func:`context_grid`); :func:`kv_budget_chart` embeds those
 integers as JSON in a widget of kind ``"kv-budget"``, which
-``attention/static/attention-kv.js`` draws as an SVG line chart (log-scale
+``attention/static/attention-kv-budget.js`` draws as an SVG line chart (log-scale
 tokens, GiB) with no arithmetic of its own beyond placing points and printing
 units; :func:`kv_budget_figure` draws the same numbers as a static figure.
 The models' configurations and their sources are in :mod:`attention.kv_budget`.

@@ -327,7 +327,7 @@
     document.querySelectorAll('.attn-widget[data-attn-kind="kv-budget"]').forEach((root) => {
       if (root.dataset.kvStarted) return;
       root.dataset.kvStarted = "1";
-      E.addStylesheet(STYLESHEET, "kv-budget", "attention-kv.css");
+      E.addStylesheet(STYLESHEET, "kv-budget", "attention-kv-budget.css");
       root.querySelectorAll(":scope > .attn-fallback").forEach((fallback) => fallback.remove());
       setup(root);
       // A page that shows a static copy of the chart for readers without
