@@ -317,8 +317,9 @@ def test_the_figure_draws_the_same_numbers():
     expected = data["models"][1]["variants"][1]["bytes"]
     assert np.asarray(lines[2].get_ydata()).tolist() == expected
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["64", "256", "1K", "4K", "8K"]
-    assert "1 GiB" in [t.get_text() for t in ax.get_yticklabels()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["64", "256", "1,024", "4,096"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0.001", "0.01", "0.1", "1", "10"]
+    assert ax.get_yticks()[3] == GIB  # exact: 10.0**0 * 2**30, the tick labelled 1
 
 
 # -- Bad input ------------------------------------------------------------------------------

@@ -395,7 +395,7 @@ def kv_budget_figure(
 
     Returns:
         A ``matplotlib.figure.Figure``: one line per model and variant, bytes
-        against tokens, both on a base-2 log scale.
+        (ticks in GiB) against tokens, both on log scales.
     """
     from matplotlib.figure import Figure
 
@@ -422,17 +422,18 @@ def kv_budget_figure(
                 )
     tokens = data["tokens"]
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
-    # Ticks every two doublings of the context and every three of the cache, named in words.
-    x_ticks = [t for t in tokens[:-1] if t & (t - 1) == 0 and t.bit_length() % 2 == 1]
-    x_ticks.append(tokens[-1])
-    ax.set_xticks(x_ticks, [f"{t // 1024}K" if t >= 1024 else str(t) for t in x_ticks])
-    low, high = min(drawn).bit_length() - 1, max(drawn).bit_length()
-    y_ticks = [2**k for k in range(low + (-low) % 3, high + 1, 3)]
-    ax.set_yticks(y_ticks, [format_bytes(b).replace(".00 ", " ").replace(".0 ", " ")
-                            for b in y_ticks])  # fmt: skip
+    ax.set_yscale("log")
+    # Tick labels are plain numbers, every two doublings of the context and every power of
+    # ten of GiB, so the figure's alternative text (the book reads it from the labels and
+    # the legend) names the axes, not a tick.
+    x_ticks = [t for t in tokens if t & (t - 1) == 0 and (t // tokens[0]).bit_length() % 2]
+    ax.set_xticks(x_ticks, [f"{t:,}" for t in x_ticks])
+    low, high = (math.floor(math.log10(min(drawn) / 2**30)),
+                 math.ceil(math.log10(max(drawn) / 2**30)))  # fmt: skip
+    y_ticks = [10.0**k * 2**30 for k in range(low, high + 1)]
+    ax.set_yticks(y_ticks, [f"{10.0**k:g}" for k in range(low, high + 1)])
     ax.set_xlabel("context length (tokens, log scale)")
-    ax.set_ylabel("KV cache (log scale)")
+    ax.set_ylabel("KV cache (GiB, log scale)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the lines
     if title:
