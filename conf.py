@@ -325,6 +325,7 @@ WIDGET_ASSETS = {
     'data-attn-kind="layout"': ("attention-layout.css", "attention-layout.js"),
     'data-attn-kind="quiz"': ("attention-quiz.css", "attention-quiz.js"),
     'data-attn-kind="model-lab"': ("attention-model.css", "attention-model.js"),
+    'data-attn-kind="kv-budget"': ("attention-kv-budget.css", "attention-kv-budget.js"),
 }
 # A widget's HTML, as a notebook output, carries a copy of its script and
 # stylesheet and a static table for where scripts do not run, between these

@@ -143,7 +143,8 @@ def test_the_book_form_is_the_portable_form_without_its_portable_part():
     ("kind", "name"),
     [("heatmap", "attention-widgets"), ("steps", "attention-widgets"),
      ("playground", "attention-playground"), ("heads", "attention-heads"),
-     ("model-lab", "attention-model"), ("layout", "attention-layout"), ("quiz", "attention-quiz")],
+     ("model-lab", "attention-model"), ("layout", "attention-layout"), ("quiz", "attention-quiz"),
+     ("kv-budget", "attention-kv-budget")],
 )  # fmt: skip
 def test_each_widget_carries_its_script_and_stylesheet_once(kind, name):
     widget = playground() if kind == "playground" else Widget(kind, {}, label="x")
@@ -174,6 +175,7 @@ def test_every_kind_loads_the_engine_first():
     # The widget scripts use window.AttentionEngine as they start: it must run before them.
     assert set(ASSETS) == {
         "heatmap", "steps", "playground", "heads", "lab", "layout", "quiz", "model-lab",
+        "kv-budget",
     }  # fmt: skip
     for kind, names in ASSETS.items():
         assert names[0] == ENGINE, kind

@@ -62,6 +62,7 @@ ASSETS: dict[str, tuple[str, ...]] = {
     "layout": (ENGINE, "attention-layout"),
     "quiz": (ENGINE, "attention-quiz"),
     "model-lab": (ENGINE, "attention-model"),
+    "kv-budget": (ENGINE, "attention-kv-budget"),
 }
 
 _PORTABLE = "attn-portable"

@@ -31,7 +31,7 @@ QUIZ_TAG = re.compile(
     r"<(?:script|link)[^>]*_static/attention-quiz\.(?:js|css)[^>]*>(?:</script>)?"
 )
 WIDGET_TAG = re.compile(
-    r"<(?:script|link)[^>]*_static/attention-(?:engine|widgets|playground|heads|layout|quiz)\.(?:js|css)[^>]*>(?:</script>)?"
+    r"<(?:script|link)[^>]*_static/attention-(?:engine|widgets|playground|heads|layout|quiz|kv-budget)\.(?:js|css)[^>]*>(?:</script>)?"
 )
 
 
@@ -48,6 +48,12 @@ def test_layout_and_quiz_files_total_at_most_35_kb():
     assert sum(sizes.values()) <= 35_000, sizes
 
 
+def test_the_kv_charts_script_and_styles_total_at_most_25_kb():
+    names = ("attention-kv-budget.js", "attention-kv-budget.css")
+    sizes = {name: (STATIC / name).stat().st_size for name in names}
+    assert sum(sizes.values()) <= 25_000, sizes
+
+
 def _weight(html: str) -> int:
     """Bytes of the page, its images and its widget files: everything but the
     theme's assets and the maths font, which every page or every page with
@@ -55,7 +61,7 @@ def _weight(html: str) -> int:
     images = set(re.findall(r'src="(_images/[^"]+)"', html))
     assets = set(
         re.findall(
-            r'(?:src|href)="(_static/attention-(?:engine|widgets|playground|heads|layout|quiz)\.(?:js|css))[^"]*"',
+            r'(?:src|href)="(_static/attention-(?:engine|widgets|playground|heads|layout|quiz|kv-budget)\.(?:js|css))[^"]*"',
             html,
         )
     )
@@ -92,7 +98,7 @@ def test_widget_files_load_only_on_pages_with_widgets():
         assert ("_static/attention-playground.js" in html) == has_playground, page.name
         has_heads = 'data-attn-kind="heads"' in html
         assert ("_static/attention-heads.js" in html) == has_heads, page.name
-        for kind in ("layout", "quiz"):
+        for kind in ("layout", "quiz", "kv-budget"):
             has_kind = f'data-attn-kind="{kind}"' in html
             assert (f"_static/attention-{kind}.js" in html) == has_kind, page.name
         has_model = 'data-attn-kind="model-lab"' in html
