@@ -431,8 +431,10 @@ def test_short_conv_adds_three_convolutions_after_the_projections():
     layer = GatedDeltaNet(8, num_heads=2, short_conv=4)
     names = [name for name, _ in layer.named_children()]
     assert names == ["W_query", "W_key", "W_value", "out_proj", "short_convs", "W_beta", "W_alpha"]
-    assert layer.short_convs is not None
-    assert [c.conv.weight.shape for c in layer.short_convs] == [(8, 1, 4)] * 3
+    convs = [m for m in layer.modules() if isinstance(m, ShortConv)]
+    assert [c.conv.weight.shape for c in convs] == [
+        (8, 1, 4)
+    ] * 3  # depthwise: one filter a channel
 
 
 # -- state sizes ------------------------------------------------------------------

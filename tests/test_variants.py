@@ -127,7 +127,9 @@ def test_the_new_recurrent_options_default_to_the_earlier_layers():
     assert variants.Linear() == variants.Linear(short_conv=0)
     assert variants.DeltaNet() == variants.DeltaNet(short_conv=0, alpha_bias=None)
     torch.manual_seed(0)
-    before = AttentionOnlyTransformer(InductionConfig(**{**SMALL.__dict__, "attention": variants.DeltaNet()}))
+    before = AttentionOnlyTransformer(
+        InductionConfig(**{**SMALL.__dict__, "attention": variants.DeltaNet()})
+    )
     assert all(layer.short_convs is None for layer in before.layers)
     assert repr(variants.DeltaNet(short_conv=3, alpha_bias=-4.0)) == (
         "DeltaNet(chunk_size=16, short_conv=3, alpha_bias=-4.0)"  # the model cache keys on it
