@@ -22,6 +22,12 @@ Each memory has a readable recurrent form and a chunked form for training
 hand the state on; for the delta rule one small unit-lower-triangular solve per
 chunk (the UT transform of the WY representation) replaces the token-by-token
 corrections. Tests hold the forms equal.
+
+Either layer may also pass its queries, keys and values through a short
+causal depthwise convolution (:class:`ShortConv`, the option ``short_conv``),
+as the reference DeltaNet and Gated DeltaNet layers do (fla-org/
+flash-linear-attention, ``fla/layers/delta_net.py``): then the key written at
+token t can hold token t - 1 too, which associative recall needs.
 """
 
 from __future__ import annotations

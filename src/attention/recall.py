@@ -31,12 +31,14 @@ the reference starts its own; with ``nn.Linear``'s random bias (decays near
 Measured at the defaults (one thread, seed 0; :func:`recall_curve` on
 :data:`CHOICES`, N = 2, 4, 8, about 10 CPU-seconds): softmax recalls
 1.00, 1.00, 0.99 of the queries, linear attention 1.00, 0.96, 0.80 and
-DeltaNet 1.00, 0.98, 0.83. Each layer's state holds H x D x D = 4 x 8 x 8 =
-256 numbers (288 with linear attention's normaliser) however many pairs come,
-while softmax's KV cache holds 2 H D T = 64 T numbers, 1536 at N = 8
-(T = 24). Without the convolutions linear attention gives 0.92, 0.66, 0.33
-and DeltaNet 0.50, 0.29, 0.21 (and at N = 4 to 32 with 600 steps, the earlier
-defaults, both stayed near chance). The fall at N = 8 is partly how hard a
+DeltaNet 1.00, 0.98, 0.83. Each recurrent layer's state holds H x D x D =
+4 x 8 x 8 = 256 numbers (288 with linear attention's normaliser), and its
+convolutions the last K - 1 = 2 inputs of q, k and v (3 x 2 x 32 = 192
+more), however many pairs come; softmax's KV cache holds 2 H D T = 64 T
+numbers, 384, 768 and 1536 at N = 2, 4, 8 (T = 6, 12, 24). Without the
+convolutions linear attention gives 0.92, 0.66, 0.33 and DeltaNet 0.50,
+0.29, 0.21 (and at N = 4 to 32 with 600 steps, the earlier defaults, both
+stayed near chance). The fall at N = 8 is partly how hard a
 crowded state is to learn in 300 steps: with 1200 steps linear attention and
 DeltaNet both reach 0.96 there. Larger N show the limit itself: at N = 8,
 16, 32 (vocabulary 128, 1000 steps, about 85 CPU-seconds) softmax gives
