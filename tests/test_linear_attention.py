@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from attention.linear_attention import (
     GatedDeltaNet,
     LinearAttention,
+    ShortConv,
     delta_rule_chunked,
     delta_rule_recurrent,
     kv_cache_size,
@@ -313,6 +314,129 @@ def test_gated_deltanet_adds_beta_and_alpha_projections():
     assert layer.W_beta.out_features == layer.W_alpha.out_features == 2
 
 
+# -- the short convolution --------------------------------------------------------
+
+
+def _conv_by_the_formula(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``y_t[c] = sum_j w[c, j] x_{t-K+1+j}[c]``, one token at a time, zeros before the start."""
+    k = weight.shape[-1]
+    out = torch.zeros_like(x)  # (B, T, C)
+    for t in range(x.shape[1]):
+        for j in range(k):
+            source = t - k + 1 + j
+            if source >= 0:
+                out[:, t] += weight[:, 0, j] * x[:, source]  # (C,) * (B, C)
+    return out
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 4])
+def test_short_conv_equals_its_formula(device, kernel):
+    torch.manual_seed(0)
+    conv = ShortConv(5, kernel).to(device=device, dtype=torch.float64)
+    x = random_tensor(1, 2, 7, 5, dtype=torch.float64).to(device)
+    out = conv(x)
+    assert out.shape == (2, 7, 5)
+    expected = _conv_by_the_formula(x, conv.conv.weight.detach())
+    torch.testing.assert_close(out, expected, atol=TIGHT, rtol=TIGHT)
+
+
+def test_short_conv_with_kernel_one_and_unit_weights_is_the_identity(device):
+    conv = ShortConv(6, 1).to(device)
+    with torch.no_grad():
+        conv.conv.weight.fill_(1.0)
+    x = random_tensor(2, 3, 5, 6).to(device)
+    torch.testing.assert_close(conv(x), x, atol=0.0, rtol=0.0)  # x * 1.0 is x, exactly
+
+
+@given(seed=st.integers(0, 2**16), t=st.integers(1, 9), kernel=st.integers(1, 4))
+def test_short_conv_output_at_t_ignores_later_tokens(device, seed, t, kernel):
+    torch.manual_seed(seed)
+    conv = ShortConv(3, kernel).to(device=device, dtype=torch.float64)
+    x = random_tensor(seed, 2, 10, 3, dtype=torch.float64).to(device)
+    changed = x.clone()
+    changed[:, t:] = 100.0  # every token from t on
+    torch.testing.assert_close(conv(changed)[:, :t], conv(x)[:, :t], atol=TIGHT, rtol=TIGHT)
+
+
+@given(seed=st.integers(0, 2**16), t=st.integers(1, 9), kernel=st.integers(1, 4))
+def test_short_conv_output_at_t_sees_only_the_last_k_tokens(device, seed, t, kernel):
+    torch.manual_seed(seed)
+    conv = ShortConv(3, kernel).to(device=device, dtype=torch.float64)
+    x = random_tensor(seed, 2, 10, 3, dtype=torch.float64).to(device)
+    changed = x.clone()
+    changed[:, : max(t - kernel + 1, 0)] = 100.0  # every token more than K - 1 before t
+    torch.testing.assert_close(conv(changed)[:, t], conv(x)[:, t], atol=TIGHT, rtol=TIGHT)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_short_conv_of_kernel_one_with_unit_weights_changes_nothing(device, cls):
+    torch.manual_seed(0)
+    plain = cls(8, num_heads=2).to(device=device, dtype=torch.float64)
+    with_conv = cls(8, num_heads=2, short_conv=1).to(device=device, dtype=torch.float64)
+    with_conv.load_state_dict(plain.state_dict(), strict=False)  # the convs are not in plain
+    assert with_conv.short_convs is not None
+    with torch.no_grad():
+        for conv in with_conv.short_convs:
+            conv.conv.weight.fill_(1.0)
+    x = random_tensor(4, 2, 9, 8, dtype=torch.float64).to(device)
+    torch.testing.assert_close(with_conv(x), plain(x), atol=TIGHT, rtol=TIGHT)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_layers_with_short_conv_agree_across_modes_and_are_causal(device, cls):
+    torch.manual_seed(0)
+    chunked = cls(12, num_heads=3, chunk_size=4, short_conv=3)
+    chunked = chunked.to(device=device, dtype=torch.float64)
+    recurrent = cls(12, num_heads=3, mode="recurrent", short_conv=3)
+    recurrent = recurrent.to(device=device, dtype=torch.float64)
+    recurrent.load_state_dict(chunked.state_dict())
+    x = random_tensor(7, 2, 10, 12, dtype=torch.float64).to(device)
+    out = chunked(x)
+    assert out.shape == (2, 10, 12)
+    torch.testing.assert_close(recurrent(x), out, atol=TIGHT, rtol=TIGHT)
+    x2 = x.clone()
+    x2[:, 7:] = 0.0
+    torch.testing.assert_close(chunked(x2)[:, :7], out[:, :7], atol=TIGHT, rtol=TIGHT)
+    assert not torch.allclose(chunked(x2)[:, 7:], out[:, 7:], atol=1e-3, rtol=0.0)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_the_defaults_build_the_same_modules_and_weights_as_before(cls):
+    torch.manual_seed(0)
+    default = cls(8, num_heads=2)
+    torch.manual_seed(0)
+    explicit = cls(8, num_heads=2, short_conv=0)
+    assert default.short_convs is None
+    assert list(default.state_dict()) == list(explicit.state_dict())
+    for name, tensor in default.state_dict().items():
+        assert torch.equal(tensor, explicit.state_dict()[name]), name  # exact: the same draws
+
+
+def test_alpha_bias_sets_the_decay_bias_and_leaves_the_other_weights(device):
+    torch.manual_seed(0)
+    default = GatedDeltaNet(8, num_heads=2).to(device)
+    torch.manual_seed(0)
+    biased = GatedDeltaNet(8, num_heads=2, alpha_bias=-4.0).to(device)
+    assert biased.W_alpha.bias.tolist() == [-4.0, -4.0]  # exact: a filled constant
+    for name, tensor in default.state_dict().items():
+        if name != "W_alpha.bias":
+            assert torch.equal(tensor, biased.state_dict()[name]), name  # exact: the same draws
+    x = random_tensor(5, 1, 4, 8).to(device)
+    alpha = torch.exp(-F.softplus(biased.W_alpha(x)))  # (B, T, H)
+    assert alpha.shape == (1, 4, 2)
+    assert (alpha > 0.9).all()  # bias -4 and small weights: a memory that hardly fades
+
+
+def test_short_conv_adds_three_convolutions_after_the_projections():
+    layer = GatedDeltaNet(8, num_heads=2, short_conv=4)
+    names = [name for name, _ in layer.named_children()]
+    assert names == ["W_query", "W_key", "W_value", "out_proj", "short_convs", "W_beta", "W_alpha"]
+    convs = [m for m in layer.modules() if isinstance(m, ShortConv)]
+    assert [c.conv.weight.shape for c in convs] == [
+        (8, 1, 4)
+    ] * 3  # depthwise: one filter a channel
+
+
 # -- state sizes ------------------------------------------------------------------
 
 
@@ -402,6 +526,38 @@ BAD = [
     ),
     (
         lambda: LinearAttention(8, num_heads=2)(torch.zeros(3, 8)),
+        ValueError,
+        r"x must have shape \(B, T, C\) \(3-D\)",
+    ),
+    (
+        lambda: LinearAttention(8, num_heads=2, short_conv=-1),
+        ValueError,
+        r"short_conv must be an int >= 0, got -1",
+    ),
+    (
+        lambda: GatedDeltaNet(8, num_heads=2, short_conv=2.0),  # type: ignore[arg-type]
+        TypeError,
+        r"short_conv must be an int >= 0, got float 2.0",
+    ),
+    (
+        lambda: GatedDeltaNet(8, num_heads=2, alpha_bias="-4"),  # type: ignore[arg-type]
+        TypeError,
+        r"alpha_bias must be a float or None, got str",
+    ),
+    (
+        lambda: GatedDeltaNet(8, num_heads=2, alpha_bias=float("nan")),
+        ValueError,
+        r"alpha_bias must be finite, got nan",
+    ),
+    (lambda: ShortConv(0, 2), ValueError, r"channels must be a positive int, got 0"),
+    (lambda: ShortConv(4, 0), ValueError, r"kernel_size must be a positive int, got 0"),
+    (
+        lambda: ShortConv(4, 2)(torch.zeros(1, 3, 5)),
+        ValueError,
+        r"x must have last dimension d_in=4, got 5",
+    ),
+    (
+        lambda: ShortConv(4, 2)(torch.zeros(3, 4)),
         ValueError,
         r"x must have shape \(B, T, C\) \(3-D\)",
     ),

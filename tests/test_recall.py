@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attention import _model_cache, variants
-from attention.recall import RecallRun, recall_batch, recall_curve, train_recall
+from attention.linear_attention import ShortConv
+from attention.recall import (
+    CHOICES,
+    PAIR_COUNTS,
+    RecallRun,
+    recall_batch,
+    recall_curve,
+    train_recall,
+)
 
 # Tiny models train several times faster on one thread than on two.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,6 +103,33 @@ def test_recall_curve_gives_one_run_per_choice(device):
     assert [r.pairs for r in runs] == [(2,), (2,)]
     assert runs[0].model.config.attention is None
     assert runs[1].model.config.attention == variants.Linear()
+
+
+def test_the_default_choices_are_softmax_and_two_recurrences_with_short_convolutions():
+    assert PAIR_COUNTS == (2, 4, 8)
+    assert CHOICES[0] is None
+    assert CHOICES[1] == variants.Linear(short_conv=3)
+    assert CHOICES[2] == variants.DeltaNet(short_conv=3, alpha_bias=-4.0)
+
+
+@pytest.mark.parametrize("choice", CHOICES, ids=["softmax", "linear", "deltanet"])
+def test_each_default_choice_trains_on_the_device(device, choice):
+    run = train_recall(
+        choice,
+        (2, 3),
+        d_model=8,
+        n_heads=2,
+        device=device,
+        steps=2,
+        batch_size=4,
+        vocab_size=8,
+        test_size=4,
+    )
+    assert run.model.config.attention == choice
+    convs = [m for m in run.model.modules() if isinstance(m, ShortConv)]
+    assert len(convs) == (0 if choice is None else 2 * 3)  # q, k and v in each of two layers
+    assert all(math.isfinite(loss) for loss in run.losses)
+    assert all(0.0 <= a <= 1.0 for a in run.accuracy)
 
 
 def test_a_cached_run_loads_the_same_model(tmp_path, monkeypatch):

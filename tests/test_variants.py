@@ -23,6 +23,8 @@ CHOICES = (
     variants.QKNorm(),
     variants.Linear(chunk_size=4),
     variants.DeltaNet(chunk_size=4),
+    variants.Linear(chunk_size=4, short_conv=3),
+    variants.DeltaNet(chunk_size=4, short_conv=2, alpha_bias=-4.0),
 )
 # float32 through two layers of width 16.
 ATOL = 1e-5
@@ -121,6 +123,19 @@ def test_a_recurrent_choice_trains_and_reports_no_head_scores():
     assert 0.0 <= run.scores.second_accuracy <= 1.0
 
 
+def test_the_new_recurrent_options_default_to_the_earlier_layers():
+    assert variants.Linear() == variants.Linear(short_conv=0)
+    assert variants.DeltaNet() == variants.DeltaNet(short_conv=0, alpha_bias=None)
+    torch.manual_seed(0)
+    before = AttentionOnlyTransformer(
+        InductionConfig(**{**SMALL.__dict__, "attention": variants.DeltaNet()})
+    )
+    assert all(layer.short_convs is None for layer in before.layers)
+    assert repr(variants.DeltaNet(short_conv=3, alpha_bias=-4.0)) == (
+        "DeltaNet(chunk_size=16, short_conv=3, alpha_bias=-4.0)"  # the model cache keys on it
+    )
+
+
 def test_choices_are_frozen_and_print_their_settings():
     choice = variants.MLA(kv_latent_dim=6, rope_dim=2)
     assert repr(choice) == "MLA(kv_latent_dim=6, rope_dim=2)"  # the model cache keys on it
@@ -138,6 +153,16 @@ def test_choices_are_frozen_and_print_their_settings():
         (InductionConfig(emb_dim=30, n_heads=4, attention=variants.MLA()), ValueError, "d_model"),
         (InductionConfig(attention=variants.Sparse(top_k=0)), ValueError, "top_k"),
         (InductionConfig(attention=variants.Linear(chunk_size=0)), ValueError, "chunk_size"),
+        (
+            InductionConfig(attention=variants.Linear(short_conv=-1)),
+            ValueError,
+            "short_conv must be an int >= 0, got -1",
+        ),
+        (
+            InductionConfig(attention=variants.DeltaNet(alpha_bias=float("inf"))),
+            ValueError,
+            "alpha_bias must be finite, got inf",
+        ),
     ],
 )
 def test_bad_choices_name_the_argument(config, error, message):

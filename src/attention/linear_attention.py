@@ -22,10 +22,17 @@ Each memory has a readable recurrent form and a chunked form for training
 hand the state on; for the delta rule one small unit-lower-triangular solve per
 chunk (the UT transform of the WY representation) replaces the token-by-token
 corrections. Tests hold the forms equal.
+
+Either layer may also pass its queries, keys and values through a short
+causal depthwise convolution (:class:`ShortConv`, the option ``short_conv``),
+as the reference DeltaNet and Gated DeltaNet layers do (fla-org/
+flash-linear-attention, ``fla/layers/delta_net.py``): then the key written at
+token t can hold token t - 1 too, which associative recall needs.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -37,6 +44,7 @@ from attention import _checks
 __all__ = [
     "GatedDeltaNet",
     "LinearAttention",
+    "ShortConv",
     "delta_rule_chunked",
     "delta_rule_recurrent",
     "feature_map",
@@ -340,6 +348,41 @@ def kv_cache_size(num_heads: int, head_dim: int, tokens: int) -> int:
     )
 
 
+class ShortConv(nn.Module):
+    """A short causal depthwise convolution over the tokens: each channel mixes its last K values.
+
+    ``y_t[c] = sum_{j=0}^{K-1} w[c, j] x_{t-K+1+j}[c]``, with zeros before the
+    first token, so ``y_t`` depends on tokens ``t - K + 1 .. t`` only. With
+    ``K = 1`` and ``w = 1`` it is the identity.
+
+    Args:
+        channels: C, the width of the input and output.
+        kernel_size: K, the tokens each output sees, itself included.
+
+    Example:
+        >>> conv = ShortConv(1, 2)
+        >>> _ = conv.conv.weight.data.copy_(torch.tensor([[[1.0, 10.0]]]))  # w[0] = (1, 10)
+        >>> conv(torch.tensor([[[1.0], [2.0], [3.0]]])).flatten().tolist()
+        [10.0, 21.0, 32.0]
+    """
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.channels = _checks.positive_int("channels", channels)
+        self.kernel_size = _checks.positive_int("kernel_size", kernel_size)
+        # groups=C: one filter per channel (depthwise), no mixing across channels.
+        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Convolve ``x`` (B, T, C) along T, causally; returns (B, T, C)."""
+        x = _checks.layer_input(
+            x, d_in=self.channels, ranks=(3,), layout="(B, T, C)", parameter=self.conv.weight
+        )
+        padded = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))  # (B, C, K - 1 + T)
+        out: Tensor = self.conv(padded).transpose(1, 2)  # (B, C, T) -> (B, T, C)
+        return out
+
+
 class LinearAttention(nn.Module):
     """Causal multi-head linear attention: ``out_proj(concat_h linattn(x W_q, x W_k, x W_v))``.
 
@@ -349,6 +392,9 @@ class LinearAttention(nn.Module):
         mode: ``"chunked"`` (default, for training) or ``"recurrent"`` (token by
             token); both give the same numbers to float rounding.
         chunk_size: L, tokens per chunk in ``"chunked"`` mode. Default: 16.
+        short_conv: K, the kernel of a :class:`ShortConv` applied to the
+            queries, keys and values after their projections, so that each can
+            carry the last K tokens; 0 (default) for none.
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -357,7 +403,13 @@ class LinearAttention(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, *, mode: Mode = "chunked", chunk_size: int = 16
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        mode: Mode = "chunked",
+        chunk_size: int = 16,
+        short_conv: int = 0,
     ) -> None:
         super().__init__()
         self.d_model = _checks.positive_int("d_model", d_model)
@@ -375,6 +427,14 @@ class LinearAttention(nn.Module):
         self.W_key = nn.Linear(d_model, d_model, bias=False)
         self.W_value = nn.Linear(d_model, d_model, bias=False)
         self.out_proj = nn.Linear(d_model, d_model)
+        self.short_conv = _checks.non_negative_int("short_conv", short_conv)
+        # Built after the projections, and only if asked: short_conv=0 draws the same weights
+        # and has the same modules as a layer without the option.
+        self.short_convs = (
+            nn.ModuleList(ShortConv(d_model, self.short_conv) for _ in range(3))  # q, k, v
+            if self.short_conv
+            else None
+        )
 
     def _split(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -391,7 +451,10 @@ class LinearAttention(nn.Module):
         x = _checks.layer_input(
             x, d_in=self.d_model, ranks=(3,), layout="(B, T, C)", parameter=self.W_query.weight
         )
-        q, k, v = (self._split(w(x)) for w in (self.W_query, self.W_key, self.W_value))  # (B,H,T,D)
+        qkv = [w(x) for w in (self.W_query, self.W_key, self.W_value)]  # 3 x (B, T, C)
+        if self.short_convs is not None:
+            qkv = [conv(y) for conv, y in zip(self.short_convs, qkv, strict=True)]  # 3 x (B, T, C)
+        q, k, v = (self._split(y) for y in qkv)  # (B, H, T, D) each
         heads = self._mix(x, q, k, v)  # (B, H, T, D)
         merged = heads.transpose(1, 2).reshape(x.shape)  # (B, H, T, D) -> (B, T, C)
         out: Tensor = self.out_proj(merged)  # (B, T, C)
@@ -406,10 +469,18 @@ class GatedDeltaNet(LinearAttention):
     strength ``beta_t = sigmoid(x_t W_beta)`` and a decay
     ``alpha_t = exp(-softplus(x_t W_alpha))`` from its token; the memory is
     :func:`delta_rule_chunked` (or :func:`delta_rule_recurrent`). Left out from
-    Yang, Kautz, Hatamizadeh (2024): the short causal convolutions and SiLU on q, k, v, the
-    output norm and gate, and Mamba2's learned per-head scale of the decay.
+    Yang, Kautz, Hatamizadeh (2024): the SiLU on q, k, v (their short causal
+    convolutions are the option ``short_conv``), the output norm and gate, and
+    Mamba2's learned per-head scale of the decay.
 
-    Args: as :class:`LinearAttention`.
+    Args: as :class:`LinearAttention` (whose ``short_conv`` adds the
+    convolutions, without the SiLU), and
+
+    * ``alpha_bias``: the starting bias of ``W_alpha``, the same for every
+      head; ``-4.0`` starts every decay near ``exp(-softplus(-4)) = 0.98``, a
+      memory that hardly fades, as the reference implementation starts its
+      decays near 1. Default: ``None``, ``nn.Linear``'s random bias (decays
+      near 0.5).
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -418,11 +489,29 @@ class GatedDeltaNet(LinearAttention):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, *, mode: Mode = "chunked", chunk_size: int = 16
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        mode: Mode = "chunked",
+        chunk_size: int = 16,
+        short_conv: int = 0,
+        alpha_bias: float | None = None,
     ) -> None:
-        super().__init__(d_model, num_heads, mode=mode, chunk_size=chunk_size)
+        super().__init__(
+            d_model, num_heads, mode=mode, chunk_size=chunk_size, short_conv=short_conv
+        )
         self.W_beta = nn.Linear(d_model, num_heads)
         self.W_alpha = nn.Linear(d_model, num_heads)
+        if alpha_bias is not None:
+            if isinstance(alpha_bias, bool) or not isinstance(alpha_bias, int | float):
+                raise TypeError(
+                    f"alpha_bias must be a float or None, got {type(alpha_bias).__name__}"
+                )
+            if not math.isfinite(alpha_bias):
+                raise ValueError(f"alpha_bias must be finite, got {alpha_bias}")
+            with torch.no_grad():  # after the default draw, so the other weights stay the same
+                self.W_alpha.bias.fill_(alpha_bias)
 
     def _mix(self, x: Tensor, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)  # (B, H, T, D), unit rows

@@ -148,11 +148,14 @@ class Linear:
     """Linear attention (Katharopoulos et al. 2020): no softmax, a D x D state per head."""
 
     chunk_size: int = 16  # tokens per chunk of the parallel form used for training
+    short_conv: int = 0  # K of a causal depthwise conv on q, k, v (ShortConv); 0: none
     gives_weights: ClassVar[bool] = False  # a recurrence: no (B, H, T, T) weights
 
     def build(self, d_model: int, num_heads: int, context_length: int) -> nn.Module:
         """A :class:`attention.linear_attention.LinearAttention` in its chunked form."""
-        return LinearAttention(d_model, num_heads, chunk_size=self.chunk_size)
+        return LinearAttention(
+            d_model, num_heads, chunk_size=self.chunk_size, short_conv=self.short_conv
+        )
 
 
 @dataclass(frozen=True)
@@ -160,8 +163,16 @@ class DeltaNet:
     """The gated delta rule (Yang et al. 2025): a D x D state that overwrites per key."""
 
     chunk_size: int = 16  # tokens per chunk of the parallel form used for training
+    short_conv: int = 0  # K of a causal depthwise conv on q, k, v (ShortConv); 0: none
+    alpha_bias: float | None = None  # starting bias of the decay's projection; None: random
     gives_weights: ClassVar[bool] = False  # a recurrence: no (B, H, T, T) weights
 
     def build(self, d_model: int, num_heads: int, context_length: int) -> nn.Module:
         """A :class:`attention.linear_attention.GatedDeltaNet` in its chunked form."""
-        return GatedDeltaNet(d_model, num_heads, chunk_size=self.chunk_size)
+        return GatedDeltaNet(
+            d_model,
+            num_heads,
+            chunk_size=self.chunk_size,
+            short_conv=self.short_conv,
+            alpha_bias=self.alpha_bias,
+        )
