@@ -116,6 +116,11 @@ MEASURED: dict[str, dict[str, str]] = {
                 "choice-mha",
                 "choice-mqa",
                 "choice-window",
+                "recall-softmax",
+                "recall-linear",
+                "recall-delta",
+                "recall-linear-first",
+                "recall-delta-first",
             )
         },
     },
