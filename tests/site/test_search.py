@@ -12,7 +12,7 @@ QUERIES = [
     ("causal mask", "05-causal-attention.html", "5. Causal attention"),
     ("layer normalisation", "10-layer-normalisation.html", "10. Layer normalisation"),
     ("online softmax", "13-attention-at-scale.html", "13. Attention at scale"),
-    ("latent attention", "14-attention-in-todays-models.html", "14. Attention in today’s models"),
+    ("models today", "14-attention-in-todays-models.html", "14. Attention in today’s models"),
 ]
 
 
