@@ -330,7 +330,7 @@ def decode_step_seconds(
         lengths: The numbers T of tokens cached before the timed steps, positive ints.
         window: W, the sliding window.
         d_model: C, the layer's width. Default: 256.
-        num_heads: H. Default: 4.
+        num_heads: H, the number of heads. Default: 4.
         batch_size: B, sequences decoded at once. Default: 4.
         repeats: Steps timed per length, a positive int. Default: 15.
         seed: Seed of the weights and the tokens. Default: 0.
