@@ -1013,12 +1013,7 @@ def latent_widths(config: object | None = None) -> LatentWidths:
         layer(token, cache=cache)
     h = cfg.n_heads
     d = layer.W_uk.weight.shape[0] // h  # W_uk: (H*D, d_c)
-    w_uq = layer.W_uq.weight.view(h, d, -1)  # (H*D, d_c') -> (H, D, d_c')
-    w_uk = layer.W_uk.weight.view(h, d, -1)  # (H*D, d_c) -> (H, D, d_c)
-    w_uv = layer.W_uv.weight.view(h, d, -1)  # (H*D, d_c) -> (H, D, d_c)
-    w_o = layer.out_proj.weight.view(-1, h, d).transpose(0, 1)  # (C, H*D) -> (H, C, D)
-    w_qk = w_uq.transpose(1, 2) @ w_uk  # (H, d_c', D) @ (H, D, d_c) -> (H, d_c', d_c)
-    w_vo = w_uv.transpose(1, 2) @ w_o.transpose(1, 2)  # (H, d_c, D) @ (H, D, C) -> (H, d_c, C)
+    w_qk, w_vo = layer.absorbed_weights()  # (H, d_c', d_c), (H, d_c, C): the folded matrices
     return LatentWidths(
         model=layer.W_dkv.weight.shape[1],
         heads=h,

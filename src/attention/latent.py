@@ -275,6 +275,24 @@ class MultiHeadLatentAttention(nn.Module):
         out = self.out_proj(context.transpose(1, 2).reshape(b, n, h * d))  # (B, T, C)
         return out, weights
 
+    def absorbed_weights(self) -> tuple[Tensor, Tensor]:
+        """The folded matrices of :meth:`absorbed_attention`, one pair per head.
+
+        Returns:
+            ``(w_qk, w_vo)``: ``W_uq_h W_uk_h^T`` of shape (H, d_c', d_c)
+            (d_c' is C without a query latent), which scores a cached latent
+            directly, and ``W_uv_h W_o_h`` of shape (H, d_c, C), which maps an
+            average of latents to the head's share of the output.
+        """
+        h, d = self.config.n_heads, self.config.head_dim
+        w_uq = self.W_uq.weight.view(h, d, -1)  # (H*D, d_c') -> (H, D, d_c')
+        w_uk = self.W_uk.weight.view(h, d, -1)  # (H*D, d_c) -> (H, D, d_c)
+        w_uv = self.W_uv.weight.view(h, d, -1)  # (H*D, d_c) -> (H, D, d_c)
+        w_o = self.out_proj.weight.view(-1, h, d).transpose(0, 1)  # (C, H*D) -> (H, C, D)
+        w_qk = w_uq.transpose(1, 2) @ w_uk  # (H,d_c',D) @ (H,D,d_c) -> (H,d_c',d_c)
+        w_vo = w_uv.transpose(1, 2) @ w_o.transpose(1, 2)  # (H,d_c,D) @ (H,D,C) -> (H,d_c,C)
+        return w_qk, w_vo
+
     def absorbed_attention(
         self, q_in: Tensor, q_rope: Tensor, latents: Tensor, rope_keys: Tensor
     ) -> tuple[Tensor, Tensor]:
@@ -296,13 +314,7 @@ class MultiHeadLatentAttention(nn.Module):
 
         Args and Returns: as :meth:`readable_attention`.
         """
-        h, d = self.config.n_heads, self.config.head_dim
-        w_uq = self.W_uq.weight.view(h, d, -1)  # (H*D, d_c') -> (H, D, d_c')
-        w_uk = self.W_uk.weight.view(h, d, -1)  # (H*D, d_c) -> (H, D, d_c)
-        w_uv = self.W_uv.weight.view(h, d, -1)  # (H*D, d_c) -> (H, D, d_c)
-        w_o = self.out_proj.weight.view(-1, h, d).transpose(0, 1)  # (C, H*D) -> (H, C, D)
-        w_qk = w_uq.transpose(1, 2) @ w_uk  # (H,d_c',D) @ (H,D,d_c) -> (H,d_c',d_c)
-        w_vo = w_uv.transpose(1, 2) @ w_o.transpose(1, 2)  # (H,d_c,D) @ (H,D,C) -> (H,d_c,C)
+        w_qk, w_vo = self.absorbed_weights()  # (H, d_c', d_c), (H, d_c, C)
         q_latent = q_in[:, None] @ w_qk  # (B,1,T,d_c') @ (H,d_c',d_c) -> (B,H,T,d_c)
         nope_scores = q_latent @ latents.transpose(1, 2)[:, None]  # (B,H,T,d_c)@(B,1,d_c,S)
         weights = self._weights(nope_scores, q_rope, rope_keys)  # (B, H, T, S)
