@@ -1,0 +1,376 @@
+"""Start the chapters' kernels warm: as forks of a process that imported torch once.
+
+Every notebook executes in a fresh Python kernel, and every kernel begins by
+importing torch (about 1.3 CPU-seconds on a build machine) and the kernel's
+own machinery (ipykernel, zmq, IPython; about 0.3 s). A cold build starts one
+kernel per notebook, so it imports the same libraries sixteen times over.
+
+On Linux, a reader process that starts a kernel also starts a *warm server*
+beside it: a Python process that imports those libraries (``PRELOAD``) and
+waits. Each later kernel of that reader is a fork of the server, a
+copy-on-write clone with the modules already in memory, which then runs
+``python -m ipykernel_launcher -f <connection file>`` as a fresh process would.
+The first kernel starts the ordinary way while the server imports.
+
+A fork cannot change what a page shows, because:
+
+- the server imports only third-party libraries, never ``attention`` (so the
+  record of the package files a page loaded, docs/_ext/package_deps.py, is
+  the same), and computes nothing: no tensor, no thread pool, no random draw;
+  each kernel seeds torch's and numpy's global generators afresh from the
+  operating system, as a fresh process does at import;
+- a kernel is forked only if the environment it was given equals the
+  server's in every variable except those jupyter_client sets per kernel
+  (``PER_KERNEL``), so every setting torch reads (``OMP_NUM_THREADS``,
+  ``MKL_CBWR``, ``ATEN_CPU_CAPABILITY``, ...) is the one the kernel would have
+  read itself;
+- the forked kernel gets the environment, working folder, arguments, output
+  streams and a session of its own, like ``subprocess.Popen`` would give it.
+
+Anything else launches the kernel the ordinary way: another platform,
+another kernel command, an output stream captured in a pipe, another
+environment, a server that failed to start, ``ATTENTION_WARM_KERNELS=0``.
+
+The server ends when its reader does (it watches a pipe from the reader), and
+cleans up its socket. The kernels it forked are managed by the reader as
+usual, through :class:`WarmKernel`, which has the parts of ``Popen`` that
+jupyter_client uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# What the server imports: the libraries every kernel imports first, and no
+# module of the package (the kernels must load those themselves, from the
+# files as they are when the page executes). Not ipykernel.kernelapp: its
+# class reads JPY_PARENT_PID at import, so each kernel imports it (5 ms).
+PRELOAD = ("torch", "ipykernel.ipkernel")
+
+# Variables jupyter_client sets for each kernel; any other difference between
+# a kernel's environment and the server's launches the kernel the ordinary way.
+PER_KERNEL = frozenset(
+    {"JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_DISABLE_FILE_VALIDATION", "KERNEL_ID"}
+)
+
+ENVIRONMENT_VARIABLE = "ATTENTION_WARM_KERNELS"
+_KERNEL_MODULE = "ipykernel_launcher"
+_REQUEST_LIMIT = 1 << 24
+
+
+# -- The server ---------------------------------------------------------------------
+
+
+def _read_exactly(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the client closed the connection mid-request")
+        data += chunk
+    return data
+
+
+def _receive_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """One request: a byte carrying the two output streams, then length-prefixed JSON."""
+    _, fds, _, _ = socket.recv_fds(conn, 1, 2)
+    size = int.from_bytes(_read_exactly(conn, 8), "big")
+    if not 0 < size <= _REQUEST_LIMIT:
+        raise ValueError(f"request of {size} bytes")
+    return json.loads(_read_exactly(conn, size)), fds
+
+
+def _run_kernel(request: Mapping[str, Any], streams: Sequence[int]) -> int:
+    """In the forked child: become ``python -m ipykernel_launcher ...`` and run it."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(streams[0], 1)
+    os.dup2(streams[1], 2)
+    for fd in (devnull, *streams):
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    # A fresh process seeds torch's and numpy's global generators from the
+    # operating system's entropy; a fork would share the server's seeds.
+    # (Python's own random module reseeds itself in a forked child.)
+    for name, reseed in (("torch", "seed"), ("numpy.random", "seed")):
+        module = sys.modules.get(name)
+        if module is not None:
+            getattr(module, reseed)()
+    sys.argv = list(request["argv"])
+    sys.path[0] = os.getcwd()  # what `python -m` puts first
+    try:
+        import runpy
+
+        runpy.run_module(_KERNEL_MODULE, run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        code = stop.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def serve(path: str) -> None:
+    """Import ``PRELOAD``, then fork a kernel for each request on the socket ``path``.
+
+    Runs until its standard input (a pipe from the reader) closes. A client
+    that asked for a kernel gets its pid, and later its exit code (as
+    ``Popen.returncode`` reports it) on the same connection.
+    """
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path + ".tmp")
+    listener.listen()
+    os.rename(path + ".tmp", path)  # clients only ever see a socket that listens
+    children: dict[int, socket.socket] = {}
+    try:
+        while True:
+            ready, _, _ = select.select([listener, sys.stdin], [], [], 0.05)
+            if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1024):
+                return  # the reader is gone
+            if listener in ready:
+                conn, _ = listener.accept()
+                try:
+                    request, streams = _receive_request(conn)
+                except (OSError, ValueError) as error:
+                    print(f"warm_kernels: bad request: {error}", file=sys.stderr)
+                    conn.close()
+                    continue
+                # The client reads the kernel's process group as soon as it has
+                # the pid, and signals that group: the kernel must lead its own
+                # session (as Popen(start_new_session=True) makes it) by then.
+                in_session, session_started = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the kernel
+                    code = 1
+                    try:
+                        os.setsid()
+                        os.close(in_session)
+                        os.write(session_started, b"s")
+                        os.close(session_started)
+                        listener.close()
+                        conn.close()
+                        for other in children.values():
+                            other.close()
+                        code = _run_kernel(request, streams)
+                    finally:
+                        with contextlib.suppress(Exception):
+                            sys.stdout.flush()
+                            sys.stderr.flush()
+                        os._exit(code)
+                os.close(session_started)
+                os.read(in_session, 1)  # empty if the child died before setsid
+                os.close(in_session)
+                for fd in streams:
+                    os.close(fd)
+                conn.sendall(f"{pid}\n".encode())
+                children[pid] = conn
+            while children:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                conn = children.pop(pid, None)
+                if conn is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+                    conn.close()
+    finally:
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+# -- The reader's side --------------------------------------------------------------
+
+
+class WarmKernel:
+    """A kernel the warm server forked, with the parts of ``Popen`` jupyter_client uses."""
+
+    def __init__(self, args: list[str], pid: int, conn: socket.socket) -> None:
+        self.args = args
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdin = self.stdout = self.stderr = None
+        self._conn = conn
+        self._received = b""
+
+    def _settle(self, timeout: float | None) -> int | None:
+        """Read the exit code if it arrives within ``timeout`` seconds (None: wait)."""
+        if self.returncode is not None:
+            return self.returncode
+        self._conn.settimeout(timeout)
+        try:
+            while not self._received.endswith(b"\n"):
+                chunk = self._conn.recv(64)
+                if not chunk:  # the server is gone: only the process itself can say
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, 0)
+                        return None
+                    self._received = b"1\n"
+                    break
+                self._received += chunk
+        except (TimeoutError, BlockingIOError):
+            return None
+        self.returncode = int(self._received)
+        self._conn.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        """The exit code, or None while the kernel runs."""
+        return self._settle(0.0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the kernel to exit; raises ``subprocess.TimeoutExpired`` after ``timeout``."""
+        code = self._settle(timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        return code
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the kernel, unless it has exited."""
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        """Ask the kernel to end (SIGTERM)."""
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """End the kernel (SIGKILL)."""
+        self.send_signal(signal.SIGKILL)
+
+
+class WarmServer:
+    """A reader's warm server: started on its first kernel, ready from its second."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self._folder = tempfile.mkdtemp(prefix="attention-warm-")
+        self.path = os.path.join(self._folder, "server")
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "serve", self.path],
+            stdin=subprocess.PIPE,  # the lifeline: closed when this process ends
+            env=self.env,
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Whether the server runs and listens."""
+        return self.process.poll() is None and os.path.exists(self.path)
+
+    def fork(
+        self, cmd: list[str], env: Mapping[str, str], cwd: str, streams: Sequence[int]
+    ) -> WarmKernel:
+        """Ask the server for a kernel running ``cmd``; raises OSError if it cannot."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(self.path)
+            body = json.dumps({"argv": [cmd[0], *cmd[3:]], "env": dict(env), "cwd": cwd}).encode()
+            socket.send_fds(conn, [b"R"], list(streams))
+            conn.sendall(len(body).to_bytes(8, "big") + body)
+            received = b""
+            while not received.endswith(b"\n"):
+                chunk = conn.recv(64)
+                if not chunk:
+                    raise ConnectionError("the warm server closed the connection")
+                received += chunk
+        except BaseException:
+            conn.close()
+            raise
+        return WarmKernel(cmd, int(received), conn)
+
+
+_servers: dict[int, WarmServer] = {}  # one per reader process, by pid
+
+
+def environment_differences(env: Mapping[str, str], server_env: Mapping[str, str]) -> set[str]:
+    """The variables, other than ``PER_KERNEL``, set differently in two environments."""
+    keys = (set(env) | set(server_env)) - PER_KERNEL
+    return {k for k in keys if env.get(k) != server_env.get(k)}
+
+
+def _stream(value: Any, default: int) -> int | None:
+    """The file descriptor a Popen stream argument stands for; None for a pipe."""
+    if value is None:
+        return default
+    if value == subprocess.DEVNULL:
+        return None  # rare enough to launch the ordinary way
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    fileno = getattr(value, "fileno", None)
+    return fileno() if callable(fileno) else None
+
+
+def _is_python_kernel(cmd: Sequence[str]) -> bool:
+    """``python -m ipykernel_launcher ...`` with this very interpreter (and so its venv)."""
+    return (
+        len(cmd) >= 3
+        and list(cmd[1:3]) == ["-m", _KERNEL_MODULE]
+        and os.path.abspath(cmd[0]) == os.path.abspath(sys.executable)
+    )
+
+
+def warm_launch(original: Any) -> Any:
+    """Wrap jupyter_client's ``launch_kernel``: fork from the warm server when it can."""
+
+    def launch_kernel(cmd: list[str], **kwargs: Any) -> Any:
+        env = kwargs.get("env")
+        streams = (_stream(kwargs.get("stdout"), 1), _stream(kwargs.get("stderr"), 2))
+        unusual = set(kwargs) - {"stdin", "stdout", "stderr", "env", "cwd", "independent"}
+        if not _is_python_kernel(cmd) or env is None or None in streams or unusual:
+            return original(cmd, **kwargs)
+        server = _servers.get(os.getpid())
+        if server is None:  # this reader's first kernel: start the server beside it
+            _servers[os.getpid()] = WarmServer(
+                {k: v for k, v in env.items() if k not in PER_KERNEL}
+            )
+            return original(cmd, **kwargs)
+        if not server.ready or environment_differences(env, server.env):
+            return original(cmd, **kwargs)
+        env = dict(env)
+        if not kwargs.get("independent"):  # what jupyter_client's own launcher adds
+            env["JPY_PARENT_PID"] = str(os.getpid())
+        try:
+            return server.fork(cmd, env, str(kwargs.get("cwd") or os.getcwd()), streams)  # type: ignore[arg-type]
+        except OSError:
+            return original(cmd, **kwargs)
+
+    launch_kernel.__wrapped__ = original  # type: ignore[attr-defined]
+    return launch_kernel
+
+
+def enabled(platform: str = sys.platform, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether kernels start warm here: on Linux, unless ``ATTENTION_WARM_KERNELS=0``."""
+    return platform == "linux" and environ.get(ENVIRONMENT_VARIABLE, "1") != "0"
+
+
+def setup(app: Any) -> dict[str, bool]:
+    """Route jupyter_client's kernel launches through the warm server."""
+    if enabled():
+        from jupyter_client.provisioning import local_provisioner
+
+        current = local_provisioner.launch_kernel
+        if not hasattr(current, "__wrapped__"):
+            local_provisioner.launch_kernel = warm_launch(current)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
+    serve(sys.argv[2])

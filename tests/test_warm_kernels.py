@@ -1,0 +1,242 @@
+"""Warm kernels: forked from a process that imported torch, and otherwise as fresh.
+
+docs/_ext/warm_kernels.py makes the build's kernels, after each reader's
+first, forks of a server that imported torch once. These tests run real
+kernels through jupyter_client with the extension's launcher and check that a
+forked kernel is what a fresh ``python -m ipykernel_launcher`` would be (its
+own session, environment, working folder, arguments, a fresh import of the
+kernel application and of the package) and that anything the server cannot
+reproduce is launched the ordinary way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import extension
+
+warm_kernels = extension("warm_kernels")
+
+linux_only = pytest.mark.skipif(
+    sys.platform != "linux", reason="warm kernels are forked on Linux only"
+)
+
+# Long enough for a loaded machine to import torch; the tests wait for a state,
+# and this only bounds a wait that would otherwise hang on a broken server.
+DEADLINE_S = 120.0
+
+PROBE = """
+import json, os, sys
+from ipykernel.kernelapp import IPKernelApp
+import torch
+print(json.dumps({
+    "pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "cwd": os.getcwd(),
+    "path": sys.path, "probe": os.environ.get("WARM_KERNEL_PROBE"),
+    "parent_handle": IPKernelApp.instance().parent_handle,
+    "jpy_parent_pid": os.environ.get("JPY_PARENT_PID"),
+    "attention_loaded": "attention" in sys.modules,
+    "first_draw": torch.rand(3).tolist(),
+}))
+"""
+
+
+def _settled(condition, what: str) -> None:
+    """Wait until ``condition()`` holds; fail, naming ``what``, if it never does."""
+    end = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"{what} did not happen within {DEADLINE_S:.0f} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A ready warm server for this process, with a variable the probe reads."""
+    monkeypatch.setenv("WARM_KERNEL_PROBE", "from the build")
+    started = warm_kernels.WarmServer(
+        {k: v for k, v in os.environ.items() if k not in warm_kernels.PER_KERNEL}
+    )
+    monkeypatch.setitem(warm_kernels._servers, os.getpid(), started)
+    _settled(lambda: started.ready or started.process.poll() is not None, "the server's start")
+    assert started.ready, f"the warm server exited with {started.process.returncode}"
+    yield started
+    started.process.stdin.close()  # the lifeline: the server ends
+    started.process.wait(timeout=DEADLINE_S)
+
+
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """jupyter_client launching through the extension; records each kernel process."""
+    from jupyter_client.provisioning import local_provisioner
+
+    original = getattr(
+        local_provisioner.launch_kernel, "__wrapped__", local_provisioner.launch_kernel
+    )
+    launched: list[object] = []
+    warm = warm_kernels.warm_launch(original)
+
+    def recording(cmd: list[str], **kwargs: object) -> object:
+        process = warm(cmd, **kwargs)
+        launched.append(process)
+        return process
+
+    monkeypatch.setattr(local_provisioner, "launch_kernel", recording)
+    return launched
+
+
+def _probe(cwd: Path, env: dict[str, str] | None = None) -> dict[str, object]:
+    """Start a kernel as the build does, run PROBE in it, shut it down."""
+    from jupyter_client.manager import start_new_kernel
+
+    extra = {} if env is None else {"env": env}
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(cwd), **extra)
+    try:
+        reply = client.execute_interactive(PROBE, timeout=DEADLINE_S, output_hook=_collect)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return json.loads(_collect.text.pop())
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+
+
+def _collect(message: dict) -> None:
+    if message["msg_type"] == "stream":
+        _collect.text.append(message["content"]["text"])
+
+
+_collect.text = []  # type: ignore[attr-defined]
+
+
+@linux_only
+def test_a_forked_kernel_is_what_a_fresh_one_would_be(server, launches, tmp_path: Path) -> None:
+    # The same kernel started afresh (another value of an unrelated variable
+    # makes the launcher start it the ordinary way), then forked.
+    fresh = _probe(tmp_path, env={**server.env, "WARM_KERNEL_UNRELATED": "1"})
+    forked = _probe(tmp_path, env=dict(server.env))  # the build's environment
+    ordinary, process = launches[:2]
+    assert isinstance(ordinary, subprocess.Popen)
+    assert fresh["ppid"] == os.getpid()
+    assert isinstance(process, warm_kernels.WarmKernel)  # forked, not started afresh
+    assert forked["pid"] == process.pid
+    assert forked["ppid"] == server.process.pid
+    assert forked["sid"] == forked["pid"]  # leads its own session, as Popen(start_new_session=True)
+    assert forked["cwd"] == str(tmp_path)
+    assert forked["probe"] == "from the build"
+    # The kernel application was imported in the kernel, with the kernel's
+    # environment: it knows the process that manages it.
+    assert forked["parent_handle"] == int(forked["jpy_parent_pid"]) == os.getpid()
+    assert forked["attention_loaded"] is False  # the package is never preloaded
+    # Unseeded draws differ between kernels, as between fresh processes; a
+    # fork that kept the server's seed would repeat them.
+    again = _probe(tmp_path, env=dict(server.env))
+    assert isinstance(launches[-1], warm_kernels.WarmKernel)
+    assert forked["first_draw"] != again["first_draw"]
+    assert forked["path"] == fresh["path"]  # the same module search path
+    for key in ("pid", "ppid", "sid", "first_draw"):
+        fresh.pop(key), forked.pop(key)
+    assert forked == fresh
+    assert process.wait(timeout=DEADLINE_S) == 0  # shut down cleanly, exit code relayed
+
+
+@linux_only
+def test_another_environment_starts_the_kernel_the_ordinary_way(
+    server, launches, tmp_path: Path
+) -> None:
+    seen = _probe(tmp_path, env={**server.env, "OMP_NUM_THREADS": "7"})
+    (process,) = launches
+    assert isinstance(process, subprocess.Popen)
+    assert seen["ppid"] == os.getpid()
+
+
+@linux_only
+def test_the_first_kernel_starts_the_server_and_is_not_kept_waiting(
+    monkeypatch: pytest.MonkeyPatch, launches, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(warm_kernels, "_servers", {})
+    seen = _probe(tmp_path)
+    (process,) = launches
+    assert isinstance(process, subprocess.Popen)
+    assert seen["ppid"] == os.getpid()
+    started = warm_kernels._servers[os.getpid()]
+    _settled(lambda: started.ready or started.process.poll() is not None, "the server's start")
+    assert started.ready
+    started.process.stdin.close()
+    assert started.process.wait(timeout=DEADLINE_S) == 0
+    assert not os.path.exists(started.path)  # it removed its socket
+
+
+@linux_only
+def test_kill_and_exit_codes_as_popen_reports_them(server) -> None:
+    cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "unused.json"]
+    kernel = server.fork(cmd, server.env, os.getcwd(), (1, 2))
+    # The child is in its own session before its pid is returned: signalling the
+    # group of that pid never reaches this process.
+    assert os.getpgid(kernel.pid) == kernel.pid != os.getpgid(0)
+    assert kernel.poll() is None or kernel.returncode is not None
+    kernel.kill()
+    assert kernel.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+    assert kernel.poll() == -signal.SIGKILL
+    kernel.kill()  # a finished kernel: nothing to signal, no error
+
+
+def test_only_per_kernel_variables_may_differ() -> None:
+    base = {"OMP_NUM_THREADS": "1", "PATH": "/bin"}
+    kernel = {**base, "JPY_PARENT_PID": "12", "JPY_SESSION_NAME": "x"}
+    assert warm_kernels.environment_differences(kernel, base) == set()
+    other = {**kernel, "MKL_CBWR": "COMPATIBLE"}
+    assert warm_kernels.environment_differences(other, base) == {"MKL_CBWR"}
+    assert warm_kernels.environment_differences({"PATH": "/bin"}, base) == {"OMP_NUM_THREADS"}
+
+
+def test_only_this_interpreter_running_ipykernel_is_forked() -> None:
+    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "c.json"]
+    assert warm_kernels._is_python_kernel(kernel)
+    assert not warm_kernels._is_python_kernel(["/other/venv/bin/python", *kernel[1:]])
+    assert not warm_kernels._is_python_kernel([sys.executable, "-m", "other_kernel"])
+
+
+def test_streams_a_fork_can_inherit() -> None:
+    assert warm_kernels._stream(None, 2) == 2
+    assert warm_kernels._stream(5, 1) == 5
+    assert warm_kernels._stream(subprocess.PIPE, 1) is None  # captured: the ordinary way
+    assert warm_kernels._stream(subprocess.DEVNULL, 1) is None
+    with open(os.devnull, "w") as sink:
+        assert warm_kernels._stream(sink, 1) == sink.fileno()
+
+
+def test_on_by_default_on_linux_only_and_can_be_turned_off() -> None:
+    assert warm_kernels.enabled("linux", {})
+    assert not warm_kernels.enabled("linux", {warm_kernels.ENVIRONMENT_VARIABLE: "0"})
+    assert not warm_kernels.enabled("darwin", {})
+    assert not warm_kernels.enabled("win32", {})
+
+
+def test_the_server_preloads_no_module_of_the_package() -> None:
+    # The record of the package files a page loaded (package_deps) must come
+    # from the kernel's own imports.
+    code = (
+        "import sys, importlib; [importlib.import_module(m) for m in sys.argv[1:]];"
+        "print(sorted(m for m in sys.modules if m == 'attention' or m.startswith('attention.')"
+        " or m == 'ipykernel.kernelapp'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *warm_kernels.PRELOAD],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_conf_loads_the_extension() -> None:
+    conf = (Path(__file__).resolve().parents[1] / "conf.py").read_text(encoding="utf-8")
+    assert 'extensions.append("warm_kernels")' in conf
