@@ -151,6 +151,12 @@ parallel_read_timings = str(ROOT / "benchmarks" / "results" / "build.json")
 # that could change a number differs; ATTENTION_WARM_KERNELS=0 turns it off).
 extensions.append("warm_kernels")
 
+# sphinx-autodoc2 leaves nodes pointing at the documents their docstrings were
+# parsed in, and through them at the whole build environment, which Sphinx
+# then pickles into every API page's doctree (1.2 MB each instead of 0.1 MB).
+# docs/_ext/lean_doctrees.py moves those nodes to their page's document.
+extensions.append("lean_doctrees")
+
 # -- Data files that pages read -------------------------------------------------
 
 # The benchmarks appendix plots the JSON files that `make bench` writes.
