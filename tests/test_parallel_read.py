@@ -151,9 +151,8 @@ def test_parallel_kernels_share_the_cores(tmp_path, monkeypatch, parallel, prese
         environ["OMP_NUM_THREADS"] = preset
     monkeypatch.setattr(os, "environ", environ)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    parallel_read._before_reading(_app(tmp_path / "cache", parallel), None, [])
+    parallel_read.share_cores(_app(tmp_path / "cache", parallel))
     assert os.environ.get("OMP_NUM_THREADS") == threads
-    assert {"nbcache", "settings"} <= _tables(tmp_path / "cache")
 
 
 def test_kernel_threads_never_drop_below_one():
@@ -174,3 +173,12 @@ def test_known_seconds_prefer_the_current_cache_over_its_siblings(tmp_path):
     _cache_with(tmp_path / "old", {"/p/docs/a.md": 5.0, "/p/docs/b.md": 7.0})
     _cache_with(tmp_path / "new", {"/p/docs/a.md": 2.0})
     assert parallel_read.known_seconds(tmp_path / "new") == {"/p/docs/a": 2.0, "/p/docs/b": 7.0}
+
+
+@pytest.mark.parametrize(("parallel", "after"), [(2, 3), (4, 5), (1, 1)])
+def test_pages_are_written_with_one_writer_per_reader(tmp_path, parallel, after):
+    # Sphinx writes with app.parallel - 1 forked writers (the main process
+    # resolves references meanwhile); after reading, one more.
+    app = _app(tmp_path / "cache", parallel)
+    assert parallel_read.write_with_every_core(app, None) == []  # no page to rewrite
+    assert app.parallel == after

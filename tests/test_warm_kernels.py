@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -60,17 +61,13 @@ def _settled(condition, what: str) -> None:
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """A ready warm server for this process, with a variable the probe reads."""
+    """The build's warm server, ready, with a variable the probe reads."""
     monkeypatch.setenv("WARM_KERNEL_PROBE", "from the build")
-    started = warm_kernels.WarmServer(
-        {k: v for k, v in os.environ.items() if k not in warm_kernels.PER_KERNEL}
-    )
-    monkeypatch.setitem(warm_kernels._servers, os.getpid(), started)
+    started = warm_kernels.start_server(os.environ)
     _settled(lambda: started.ready or started.process.poll() is not None, "the server's start")
     assert started.ready, f"the warm server exited with {started.process.returncode}"
     yield started
-    started.process.stdin.close()  # the lifeline: the server ends
-    started.process.wait(timeout=DEADLINE_S)
+    warm_kernels.stop_server()
 
 
 @pytest.fixture
@@ -158,20 +155,58 @@ def test_another_environment_starts_the_kernel_the_ordinary_way(
 
 
 @linux_only
-def test_the_first_kernel_starts_the_server_and_is_not_kept_waiting(
-    monkeypatch: pytest.MonkeyPatch, launches, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(warm_kernels, "_servers", {})
+def test_without_a_server_kernels_start_the_ordinary_way(launches, tmp_path: Path) -> None:
+    assert warm_kernels._server is None
     seen = _probe(tmp_path)
     (process,) = launches
     assert isinstance(process, subprocess.Popen)
     assert seen["ppid"] == os.getpid()
-    started = warm_kernels._servers[os.getpid()]
+
+
+@linux_only
+def test_the_build_stops_and_reaps_its_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = SimpleNamespace(config=SimpleNamespace(nb_execution_mode="cache"))
+    monkeypatch.delenv(warm_kernels.ENVIRONMENT_VARIABLE, raising=False)
+    warm_kernels._start(app)  # builder-inited
+    started = warm_kernels._server
+    assert started is not None
     _settled(lambda: started.ready or started.process.poll() is not None, "the server's start")
     assert started.ready
-    started.process.stdin.close()
-    assert started.process.wait(timeout=DEADLINE_S) == 0
-    assert not os.path.exists(started.path)  # it removed its socket
+    warm_kernels._stop(app, None)  # build-finished
+    assert warm_kernels._server is None
+    assert started.process.returncode == 0  # reaped: its CPU time counts as the build's
+    assert not os.path.exists(started.folder)  # socket and folder removed
+
+
+@linux_only
+def test_a_build_that_ends_while_the_server_imports_still_reaps_it() -> None:
+    started = warm_kernels.start_server(os.environ)
+    warm_kernels.stop_server()  # at once: the server is still importing torch
+    assert started.process.returncode is not None
+    assert not os.path.exists(started.folder)
+
+
+@linux_only
+@pytest.mark.parametrize("asker", ["the build", "a reader"])
+def test_a_server_that_died_is_given_up_at_once(asker: str) -> None:
+    started = warm_kernels.start_server(os.environ)
+    try:
+        started.process.kill()
+        started.process.wait()
+        if asker == "a reader":  # a process forked from the build, not the server's parent
+            started._owner = -1
+        began = time.monotonic()
+        assert started.wait_ready(DEADLINE_S) is False
+        assert time.monotonic() - began < DEADLINE_S / 2  # did not wait out the deadline
+        assert started.wait_ready(DEADLINE_S) is False  # and never asks again
+    finally:
+        warm_kernels.stop_server()
+
+
+def test_no_server_when_nothing_executes() -> None:
+    app = SimpleNamespace(config=SimpleNamespace(nb_execution_mode="off"))
+    warm_kernels._start(app)
+    assert warm_kernels._server is None
 
 
 @linux_only

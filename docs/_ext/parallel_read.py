@@ -19,7 +19,8 @@ of its pages. Three things go wrong without this extension:
   for whichever of its threads is not running. In a parallel build on a
   busy machine, chapter 7 once measured its batched product slower than the
   loop it replaces; every timing the chapters show suffers. The kernels therefore get
-  ``OMP_NUM_THREADS`` = cores / N (unless it is already set); serial builds
+  ``OMP_NUM_THREADS`` = cores / N (unless it is already set), set as the
+  build starts; serial builds
   keep torch's default. The chapters' numbers are the same with one thread
   or two (two whole builds compared); only their timings differ.
 """
@@ -165,17 +166,25 @@ def kernel_threads(nproc: int, cores: int | None) -> int:
     return max(1, (cores or 1) // nproc)
 
 
+def share_cores(app: Any) -> None:
+    """Set the kernels' thread count, as the build starts (``builder-inited``).
+
+    Kernels start in the readers, forked later, and inherit the variable; so
+    does the warm kernel server (docs/_ext/warm_kernels.py), which starts at
+    the same event, after this.
+    """
+    if app.config.nb_execution_mode == "cache" and app.parallel > 1:
+        threads = kernel_threads(app.parallel, os.cpu_count())
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
 def _before_reading(app: Any, env: Any, docnames: list[str]) -> None:
-    """Before the readers fork: open the cache, share the cores, reorder the pages."""
+    """Before the readers fork: open the cache, reorder the pages."""
     if app.config.nb_execution_mode != "cache":
         return
     folder = Path(app.config.nb_execution_cache_path)
     open_execution_cache(folder)  # creates the database if it is new
-    if app.parallel <= 1:
-        return
-    # Kernels start in the readers, forked after this, and inherit the variable.
-    os.environ.setdefault("OMP_NUM_THREADS", str(kernel_threads(app.parallel, os.cpu_count())))
-    if not docnames:
+    if app.parallel <= 1 or not docnames:
         return
     notebooks = [d for d in docnames if "```{code-cell}" in env.doc2path(d).read_text("utf-8")]
     hints = benchmark_seconds(Path(app.config.parallel_read_timings))
@@ -183,9 +192,27 @@ def _before_reading(app: Any, env: Any, docnames: list[str]) -> None:
     docnames[:] = balanced_order(docnames, costs, app.parallel)
 
 
+def write_with_every_core(app: Any, env: Any) -> list[str]:
+    """After reading (``env-updated``): as many writer processes as there were readers.
+
+    Sphinx writes pages with ``app.parallel - 1`` forked writers while the
+    main process resolves each page's references, so ``-j 2`` writes with
+    one: the main process finishes its part early and one core idles through
+    most of the writing (4 of its 9 seconds in a cold build of the book).
+    Raising ``app.parallel`` by one once the pages are read gives the writing
+    one writer per core, and changes nothing else: reading is over, and the
+    pages come out the same.
+    """
+    if app.parallel > 1:
+        app.parallel += 1
+    return []
+
+
 def setup(app: Any) -> dict[str, bool]:
     """Register the hook that runs in the main process before the readers fork."""
     # A benchmarks/build.py results file whose timings order a fresh build.
     app.add_config_value("parallel_read_timings", "", "", types=frozenset({str}))
+    app.connect("builder-inited", share_cores)
     app.connect("env-before-read-docs", _before_reading)
+    app.connect("env-updated", write_with_every_core)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

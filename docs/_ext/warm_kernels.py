@@ -5,12 +5,13 @@ importing torch (about 1.3 CPU-seconds on a build machine) and the kernel's
 own machinery (ipykernel, zmq, IPython; about 0.3 s). A cold build starts one
 kernel per notebook, so it imports the same libraries sixteen times over.
 
-On Linux, a reader process that starts a kernel also starts a *warm server*
-beside it: a Python process that imports those libraries (``PRELOAD``) and
-waits. Each later kernel of that reader is a fork of the server, a
-copy-on-write clone with the modules already in memory, which then runs
-``python -m ipykernel_launcher -f <connection file>`` as a fresh process would.
-The first kernel starts the ordinary way while the server imports.
+On Linux, the build starts a *warm server* as it begins, while Sphinx still
+analyses the package: a Python process that imports those libraries
+(``PRELOAD``) and waits. Every kernel that starts once the server is ready
+(in a cold build, every one) is a fork of it, a copy-on-write clone with the
+modules already in memory, which runs
+``python -m ipykernel_launcher -f <connection file>`` as a fresh process
+would. The reader processes Sphinx forks all ask the same server.
 
 A fork cannot change what a page shows, because:
 
@@ -31,10 +32,11 @@ Anything else launches the kernel the ordinary way: another platform,
 another kernel command, an output stream captured in a pipe, another
 environment, a server that failed to start, ``ATTENTION_WARM_KERNELS=0``.
 
-The server ends when its reader does (it watches a pipe from the reader), and
-cleans up its socket. The kernels it forked are managed by the reader as
-usual, through :class:`WarmKernel`, which has the parts of ``Popen`` that
-jupyter_client uses.
+The server ends with the build (``build-finished``; it also watches a pipe
+from the build, should the build die first) and removes its socket. The
+kernels it forked are managed by the readers as usual, through
+:class:`WarmKernel`, which has the parts of ``Popen`` that jupyter_client
+uses.
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -65,6 +69,12 @@ PER_KERNEL = frozenset(
 )
 
 ENVIRONMENT_VARIABLE = "ATTENTION_WARM_KERNELS"
+# How long a kernel launch waits for a server that is still importing. The
+# server starts seconds before the first kernel and imports in about 1.5 s;
+# starting the kernel afresh instead would cost that much again. A server
+# that does not listen by then (a machine far slower or busier than usual)
+# lets kernels start the ordinary way.
+READY_WAIT_S = 10.0
 _KERNEL_MODULE = "ipykernel_launcher"
 _REQUEST_LIMIT = 1 << 24
 
@@ -127,7 +137,7 @@ def _run_kernel(request: Mapping[str, Any], streams: Sequence[int]) -> int:
 def serve(path: str) -> None:
     """Import ``PRELOAD``, then fork a kernel for each request on the socket ``path``.
 
-    Runs until its standard input (a pipe from the reader) closes. A client
+    Runs until its standard input (a pipe from the build) closes. A client
     that asked for a kernel gets its pid, and later its exit code (as
     ``Popen.returncode`` reports it) on the same connection.
     """
@@ -197,7 +207,7 @@ def serve(path: str) -> None:
             os.unlink(path)
 
 
-# -- The reader's side --------------------------------------------------------------
+# -- The build's side ---------------------------------------------------------------
 
 
 class WarmKernel:
@@ -258,22 +268,48 @@ class WarmKernel:
 
 
 class WarmServer:
-    """A reader's warm server: started on its first kernel, ready from its second."""
+    """The build's warm server, and what a kernel launch needs to ask it for a fork.
+
+    The main Sphinx process starts it; the reader processes forked from the
+    main process inherit this object and ask the same server.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = dict(env)
-        self._folder = tempfile.mkdtemp(prefix="attention-warm-")
-        self.path = os.path.join(self._folder, "server")
+        self._owner = os.getpid()
+        self._given_up = False
+        self.folder = tempfile.mkdtemp(prefix="attention-warm-")
+        self.path = os.path.join(self.folder, "server")
         self.process = subprocess.Popen(
             [sys.executable, __file__, "serve", self.path],
-            stdin=subprocess.PIPE,  # the lifeline: closed when this process ends
+            stdin=subprocess.PIPE,  # the lifeline: the server ends when it closes
             env=self.env,
         )
 
     @property
+    def alive(self) -> bool:
+        """Whether the server process runs (asked in any process of the build)."""
+        if os.getpid() == self._owner:
+            return self.process.poll() is None
+        try:  # a reader is not the server's parent: Popen.poll cannot tell there
+            os.kill(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    @property
     def ready(self) -> bool:
         """Whether the server runs and listens."""
-        return self.process.poll() is None and os.path.exists(self.path)
+        return self.alive and os.path.exists(self.path)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the server is ready (True), or has died or ``timeout`` passed (False)."""
+        end = time.monotonic() + timeout
+        while not self._given_up and not self.ready:
+            if not self.alive or time.monotonic() > end:
+                self._given_up = True  # this process asks no more (a dead server may linger)
+            time.sleep(0.02)
+        return not self._given_up
 
     def fork(
         self, cmd: list[str], env: Mapping[str, str], cwd: str, streams: Sequence[int]
@@ -296,8 +332,39 @@ class WarmServer:
             raise
         return WarmKernel(cmd, int(received), conn)
 
+    def stop(self) -> None:
+        """End the server and reap it (in the process that started it).
 
-_servers: dict[int, WarmServer] = {}  # one per reader process, by pid
+        Waiting for it also adds its CPU time, and that of the kernels it
+        forked and reaped, to this process's children, where the build
+        benchmark reads a build's CPU time.
+        """
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:  # still importing (a build that executed nothing)
+            self.process.terminate()
+            self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_server: WarmServer | None = None  # the build's, once started
+
+
+def start_server(env: Mapping[str, str]) -> WarmServer:
+    """Start the warm server for kernels that will get ``env`` (less ``PER_KERNEL``)."""
+    global _server
+    _server = WarmServer({k: v for k, v in env.items() if k not in PER_KERNEL})
+    return _server
+
+
+def stop_server() -> None:
+    """Stop the build's warm server, if this process started one."""
+    global _server
+    server, _server = _server, None
+    if server is not None:
+        server.stop()
 
 
 def environment_differences(env: Mapping[str, str], server_env: Mapping[str, str]) -> set[str]:
@@ -336,13 +403,10 @@ def warm_launch(original: Any) -> Any:
         unusual = set(kwargs) - {"stdin", "stdout", "stderr", "env", "cwd", "independent"}
         if not _is_python_kernel(cmd) or env is None or None in streams or unusual:
             return original(cmd, **kwargs)
-        server = _servers.get(os.getpid())
-        if server is None:  # this reader's first kernel: start the server beside it
-            _servers[os.getpid()] = WarmServer(
-                {k: v for k, v in env.items() if k not in PER_KERNEL}
-            )
+        server = _server
+        if server is None or environment_differences(env, server.env):
             return original(cmd, **kwargs)
-        if not server.ready or environment_differences(env, server.env):
+        if not server.wait_ready(READY_WAIT_S):
             return original(cmd, **kwargs)
         env = dict(env)
         if not kwargs.get("independent"):  # what jupyter_client's own launcher adds
@@ -361,14 +425,29 @@ def enabled(platform: str = sys.platform, environ: Mapping[str, str] = os.enviro
     return platform == "linux" and environ.get(ENVIRONMENT_VARIABLE, "1") != "0"
 
 
+def _start(app: Any) -> None:
+    # After parallel_read has set the kernels' thread count (builder-inited,
+    # default priority): the server must see the environment they will get.
+    if enabled() and app.config.nb_execution_mode != "off":
+        start_server(os.environ)
+
+
+def _stop(app: Any, exception: BaseException | None) -> None:
+    stop_server()
+
+
 def setup(app: Any) -> dict[str, bool]:
-    """Route jupyter_client's kernel launches through the warm server."""
+    """Start the server with the build, route kernel launches to it, stop it at the end."""
     if enabled():
         from jupyter_client.provisioning import local_provisioner
 
         current = local_provisioner.launch_kernel
         if not hasattr(current, "__wrapped__"):
             local_provisioner.launch_kernel = warm_launch(current)
+    # Started while Sphinx analyses the package, before any page is read, so
+    # that it has imported torch by the time the first kernel starts.
+    app.connect("builder-inited", _start, priority=900)
+    app.connect("build-finished", _stop)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
