@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,25 @@ def test_a_training_holds_the_entry_lock_so_a_second_kernel_waits_and_loads(tmp_
     assert held == [True]
     again = cached(grammar.train_grammar, ("lock",), lambda: "trained again")
     assert again == "trained"  # loaded: the entry was written before the lock was let go
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_run_without_dropout_is_stored_once_for_every_p(tmp_path, monkeypatch):
+    # "none" trains with p = 0 whatever config.p says, so chapter 6's p = 0.2
+    # comparison loads the run its p = 0.1 comparison stored.
+    monkeypatch.setenv(_model_cache.ENVIRONMENT_VARIABLE, str(tmp_path))
+    config = ToyRunConfig(train_size=8, val_size=8, steps=2, eval_every=1)
+    first = dropout_experiment.train_toy(config, "none")
+    again = dropout_experiment.train_toy(replace(config, p=0.2), "none")
+    assert len(list(tmp_path.glob("train_toy-*.pt"))) == 1
+    assert again is not first
+    assert repr(again) == repr(first)  # every field, printed in full precision
+    # The same run, trained afresh with p = 0.2, gives the same result: the key
+    # is right to ignore p.
+    monkeypatch.delenv(_model_cache.ENVIRONMENT_VARIABLE)
+    assert repr(dropout_experiment.train_toy(replace(config, p=0.2), "none")) == repr(first)
+    # With dropout, p matters and gets its own entry.
+    monkeypatch.setenv(_model_cache.ENVIRONMENT_VARIABLE, str(tmp_path))
+    dropout_experiment.train_toy(config, "scores")
+    dropout_experiment.train_toy(replace(config, p=0.2), "scores")
+    assert len(list(tmp_path.glob("train_toy-*.pt"))) == 3
