@@ -3,8 +3,8 @@
 docs/_ext/lean_doctrees.py moves nodes that still point at the document a
 docstring was parsed in (and through its settings at the environment) to
 their page's document. The unit tests build that situation with docutils;
-the last test reads the doctrees of the book's own build, where sphinx-autodoc2
-creates it, when a build exists.
+tests/site/test_doctrees.py reads the doctrees of the book's own build, where
+sphinx-autodoc2 creates it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import pytest
 from docutils import nodes
 from docutils.frontend import get_default_settings
 from docutils.parsers.rst import Parser
@@ -21,8 +20,6 @@ from docutils.utils import new_document
 from tests.conftest import extension
 
 lean_doctrees = extension("lean_doctrees")
-
-DOCTREES = Path(__file__).resolve().parents[1] / "_build" / "doctrees"
 
 
 class Heavy:
@@ -69,11 +66,3 @@ def test_nodes_without_a_document_of_their_own_are_left_alone() -> None:
 def test_conf_loads_the_extension() -> None:
     conf = (Path(__file__).resolve().parents[1] / "conf.py").read_text(encoding="utf-8")
     assert 'extensions.append("lean_doctrees")' in conf
-
-
-def test_the_books_api_doctrees_hold_no_environment() -> None:
-    stored = sorted((DOCTREES / "api").rglob("*.doctree"))
-    if not stored:
-        pytest.skip("no API doctrees: the book has not been built here (make html)")
-    heavy = [p.name for p in stored if b"BuildEnvironment" in p.read_bytes()]
-    assert heavy == [], f"doctrees that pickle the build environment: {heavy}"
