@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -221,6 +222,20 @@ def test_kill_and_exit_codes_as_popen_reports_them(server) -> None:
     assert kernel.wait(timeout=DEADLINE_S) == -signal.SIGKILL
     assert kernel.poll() == -signal.SIGKILL
     kernel.kill()  # a finished kernel: nothing to signal, no error
+
+
+@linux_only
+def test_a_request_without_both_streams_is_refused_and_the_server_goes_on(server) -> None:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(DEADLINE_S)  # a server that waited for the rest would fail, not hang
+    conn.connect(server.path)
+    socket.send_fds(conn, [b"R"], [1])  # one stream where two are expected
+    assert conn.recv(64) == b""  # closed without a kernel
+    conn.close()
+    cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "unused.json"]
+    kernel = server.fork(cmd, server.env, os.getcwd(), (1, 2))  # still serving
+    kernel.kill()
+    assert kernel.wait(timeout=DEADLINE_S) == -signal.SIGKILL
 
 
 def test_only_per_kernel_variables_may_differ() -> None:

@@ -95,6 +95,10 @@ def _read_exactly(conn: socket.socket, n: int) -> bytes:
 def _receive_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     """One request: a byte carrying the two output streams, then length-prefixed JSON."""
     _, fds, _, _ = socket.recv_fds(conn, 1, 2)
+    if len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError(f"request with {len(fds)} output streams, expected 2")
     size = int.from_bytes(_read_exactly(conn, 8), "big")
     if not 0 < size <= _REQUEST_LIMIT:
         raise ValueError(f"request of {size} bytes")
@@ -154,7 +158,7 @@ def serve(path: str) -> None:
         while True:
             ready, _, _ = select.select([listener, sys.stdin], [], [], 0.05)
             if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1024):
-                return  # the reader is gone
+                return  # the build is gone
             if listener in ready:
                 conn, _ = listener.accept()
                 try:
