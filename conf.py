@@ -146,9 +146,9 @@ extensions.append("parallel_read")
 parallel_read_timings = str(ROOT / "benchmarks" / "results" / "build.json")
 
 # A cold build starts one kernel per notebook, and each would import torch
-# again. docs/_ext/warm_kernels.py forks each reader's kernels, after its
-# first, from a process that imported torch once (Linux; never when anything
-# that could change a number differs; ATTENTION_WARM_KERNELS=0 turns it off).
+# again. docs/_ext/warm_kernels.py forks every kernel from one server that the
+# build starts and that imports torch once (Linux; never when anything that
+# could change a number differs; ATTENTION_WARM_KERNELS=0 turns it off).
 extensions.append("warm_kernels")
 
 # sphinx-autodoc2 leaves nodes pointing at the documents their docstrings were
