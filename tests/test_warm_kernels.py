@@ -290,3 +290,21 @@ def test_the_server_preloads_no_module_of_the_package() -> None:
 def test_conf_loads_the_extension() -> None:
     conf = (Path(__file__).resolve().parents[1] / "conf.py").read_text(encoding="utf-8")
     assert 'extensions.append("warm_kernels")' in conf
+
+
+def test_the_server_starts_after_the_thread_count_is_set_and_before_autodoc2() -> None:
+    # The server must see the OMP_NUM_THREADS the kernels get (parallel_read),
+    # and import torch while sphinx-autodoc2 analyses the package, not after.
+    from unittest import mock
+
+    from autodoc2.sphinx.extension import setup as autodoc2_setup
+
+    priorities: dict[str, int] = {}
+    for setup in (autodoc2_setup, extension("parallel_read").setup, warm_kernels.setup):
+        app = mock.MagicMock()
+        setup(app)
+        for call in app.connect.call_args_list:
+            event, handler = call.args[:2]
+            if event == "builder-inited":
+                priorities[handler.__name__] = call.kwargs.get("priority", 500)  # Sphinx's default
+    assert priorities["share_cores"] < priorities["_start"] < priorities["run_autodoc"]

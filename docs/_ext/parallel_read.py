@@ -39,6 +39,11 @@ from sphinx.util.parallel import make_chunks
 # Seconds assumed for a notebook that has never executed here.
 DEFAULT_SECONDS = 10.0
 
+# share_cores runs first at builder-inited (Sphinx's default priority is 500):
+# the warm kernel server starts next, at a priority between the two, and must
+# see the thread count the kernels will get.
+SHARE_CORES_PRIORITY = 400
+
 
 def open_execution_cache(folder: str | Path) -> dict[str, float]:
     """Create or open the execution cache's database and read its timings.
@@ -171,7 +176,7 @@ def share_cores(app: Any) -> None:
 
     Kernels start in the readers, forked later, and inherit the variable; so
     does the warm kernel server (docs/_ext/warm_kernels.py), which starts at
-    the same event, after this.
+    the same event, after this (``SHARE_CORES_PRIORITY``).
     """
     if app.config.nb_execution_mode == "cache" and app.parallel > 1:
         threads = kernel_threads(app.parallel, os.cpu_count())
@@ -212,7 +217,7 @@ def setup(app: Any) -> dict[str, bool]:
     """Register the hook that runs in the main process before the readers fork."""
     # A benchmarks/build.py results file whose timings order a fresh build.
     app.add_config_value("parallel_read_timings", "", "", types=frozenset({str}))
-    app.connect("builder-inited", share_cores)
+    app.connect("builder-inited", share_cores, priority=SHARE_CORES_PRIORITY)
     app.connect("env-before-read-docs", _before_reading)
     app.connect("env-updated", write_with_every_core)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

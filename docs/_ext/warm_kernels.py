@@ -2,8 +2,10 @@
 
 Every notebook executes in a fresh Python kernel, and every kernel begins by
 importing torch (about 1.3 CPU-seconds on a build machine) and the kernel's
-own machinery (ipykernel, zmq, IPython; about 0.3 s). A cold build starts one
-kernel per notebook, so it imports the same libraries sixteen times over.
+own machinery (ipykernel, zmq, IPython; about 0.3 s); a kernel that trains a
+model imports torch._dynamo too (0.9 s), when it makes its optimizer. A cold
+build starts one kernel per notebook, so it imports the same libraries
+sixteen times over.
 
 On Linux, the build starts a *warm server* as it begins, while Sphinx still
 analyses the package: a Python process that imports those libraries
@@ -60,7 +62,14 @@ from typing import Any
 # module of the package (the kernels must load those themselves, from the
 # files as they are when the page executes). Not ipykernel.kernelapp: its
 # class reads JPY_PARENT_PID at import, so each kernel imports it (5 ms).
-PRELOAD = ("torch", "ipykernel.ipkernel")
+# torch._dynamo: every torch.optim optimizer imports it when it is made (about
+# 0.9 CPU-s), so every chapter that trains a model paid for it again. Not
+# matplotlib: it reads MPLBACKEND, which each kernel sets as it starts, and
+# the working folder's matplotlibrc at import.
+PRELOAD = ("torch", "torch._dynamo", "ipykernel.ipkernel")
+
+# See setup(): after parallel_read.share_cores (400), before autodoc2 (500).
+START_PRIORITY = 450
 
 # Variables jupyter_client sets for each kernel; any other difference between
 # a kernel's environment and the server's launches the kernel the ordinary way.
@@ -70,8 +79,9 @@ PER_KERNEL = frozenset(
 
 ENVIRONMENT_VARIABLE = "ATTENTION_WARM_KERNELS"
 # How long a kernel launch waits for a server that is still importing. The
-# server starts seconds before the first kernel and imports in about 1.5 s;
-# starting the kernel afresh instead would cost that much again. A server
+# server starts about 2 s before the first kernel (while autodoc2 analyses the
+# package) and imports in about 2.5 s; starting the kernel afresh instead
+# would cost about 1.6 s, and 0.9 s more for a chapter that trains. A server
 # that does not listen by then (a machine far slower or busier than usual)
 # lets kernels start the ordinary way.
 READY_WAIT_S = 10.0
@@ -430,8 +440,6 @@ def enabled(platform: str = sys.platform, environ: Mapping[str, str] = os.enviro
 
 
 def _start(app: Any) -> None:
-    # After parallel_read has set the kernels' thread count (builder-inited,
-    # default priority): the server must see the environment they will get.
     if enabled() and app.config.nb_execution_mode != "off":
         start_server(os.environ)
 
@@ -448,12 +456,20 @@ def setup(app: Any) -> dict[str, bool]:
         current = local_provisioner.launch_kernel
         if not hasattr(current, "__wrapped__"):
             local_provisioner.launch_kernel = warm_launch(current)
-    # Started while Sphinx analyses the package, before any page is read, so
-    # that it has imported torch by the time the first kernel starts.
-    app.connect("builder-inited", _start, priority=900)
+    # Started before sphinx-autodoc2 analyses the package (builder-inited,
+    # default priority 500), so that it imports while the analysis runs and is
+    # ready when the first kernel starts; after parallel_read has set the
+    # kernels' thread count (priority 400): it must see the environment they get.
+    app.connect("builder-inited", _start, priority=START_PRIORITY)
     app.connect("build-finished", _stop)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
     serve(sys.argv[2])
+    # Skip the interpreter's teardown: freeing torch's modules takes about
+    # 0.6 s, and the build waits for this process at its very end. The server
+    # has no file to flush but its output streams, and runs no user code.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
