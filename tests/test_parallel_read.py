@@ -182,3 +182,18 @@ def test_pages_are_written_with_one_writer_per_reader(tmp_path, parallel, after)
     app = _app(tmp_path / "cache", parallel)
     assert parallel_read.write_with_every_core(app, None) == []  # no page to rewrite
     assert app.parallel == after
+
+
+def test_what_was_read_is_frozen_out_of_the_collectors_walks(tmp_path):
+    import gc
+
+    read = [{"page": i} for i in range(1000)]  # stands for the environment's objects
+    app = _app(tmp_path / "cache", 2)
+    try:
+        before = gc.get_freeze_count()
+        assert parallel_read.freeze_what_was_read(app, None) == []  # no page to rewrite
+        assert gc.get_freeze_count() >= before + len(read)
+        walked = {id(o) for generation in range(3) for o in gc.get_objects(generation)}
+        assert not walked & {id(r) for r in read}  # in no generation the collector walks
+    finally:
+        gc.unfreeze()  # the rest of the suite keeps an ordinary collector

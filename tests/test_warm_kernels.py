@@ -180,6 +180,24 @@ def test_the_build_stops_and_reaps_its_server(monkeypatch: pytest.MonkeyPatch) -
 
 
 @linux_only
+def test_the_server_stops_although_a_process_forked_later_holds_its_pipe() -> None:
+    # sphinx-sitemap forks a multiprocessing manager after the server starts,
+    # which keeps the server's standard input open until after the build ends.
+    started = warm_kernels.start_server(os.environ)
+    _settled(lambda: started.ready or started.process.poll() is not None, "the server's start")
+    holder = os.fork()
+    if holder == 0:  # holds every descriptor the build had, the pipe too
+        time.sleep(DEADLINE_S)
+        os._exit(0)
+    try:
+        warm_kernels.stop_server()
+        assert started.process.returncode == 0  # it ended by itself, not by SIGTERM
+    finally:
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+
+
+@linux_only
 def test_a_build_that_ends_while_the_server_imports_still_reaps_it() -> None:
     started = warm_kernels.start_server(os.environ)
     warm_kernels.stop_server()  # at once: the server is still importing torch

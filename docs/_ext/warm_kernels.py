@@ -78,6 +78,8 @@ PER_KERNEL = frozenset(
 )
 
 ENVIRONMENT_VARIABLE = "ATTENTION_WARM_KERNELS"
+# What the build writes to the server's standard input when it ends.
+STOP = b"stop"
 # How long a kernel launch waits for a server that is still importing. The
 # server starts about 2 s before the first kernel (while autodoc2 analyses the
 # package) and imports in about 2.5 s; starting the kernel afresh instead
@@ -151,7 +153,8 @@ def _run_kernel(request: Mapping[str, Any], streams: Sequence[int]) -> int:
 def serve(path: str) -> None:
     """Import ``PRELOAD``, then fork a kernel for each request on the socket ``path``.
 
-    Runs until its standard input (a pipe from the build) closes. A client
+    Runs until the build writes ``STOP`` to its standard input (a pipe from
+    the build), or that pipe closes (the build died). A client
     that asked for a kernel gets its pid, and later its exit code (as
     ``Popen.returncode`` reports it) on the same connection.
     """
@@ -167,8 +170,8 @@ def serve(path: str) -> None:
     try:
         while True:
             ready, _, _ = select.select([listener, sys.stdin], [], [], 0.05)
-            if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1024):
-                return  # the build is gone
+            if sys.stdin in ready and os.read(sys.stdin.fileno(), 1024) in (b"", STOP):
+                return  # the build ended, or is gone
             if listener in ready:
                 conn, _ = listener.accept()
                 try:
@@ -354,6 +357,10 @@ class WarmServer:
         benchmark reads a build's CPU time.
         """
         with contextlib.suppress(OSError):
+            # Not only closed: a process the build forked after the server
+            # started (sphinx-sitemap's multiprocessing manager lives to the
+            # end) holds this pipe open too, so the server would see no end.
+            self.process.stdin.write(STOP)  # type: ignore[union-attr]
             self.process.stdin.close()  # type: ignore[union-attr]
         try:
             self.process.wait(timeout=0.5)
