@@ -39,7 +39,11 @@ DEADLINE_S = 120.0
 PROBE = """
 import json, os, sys
 from ipykernel.kernelapp import IPKernelApp
+import matplotlib, matplotlib.pyplot as plt
 import torch
+plt.figure()  # loads the backend, which hooks into the kernel's shell
+plt.close("all")
+hooks = sorted(f.__name__ for f in get_ipython().events.callbacks["post_execute"])
 print(json.dumps({
     "pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "cwd": os.getcwd(),
     "path": sys.path, "probe": os.environ.get("WARM_KERNEL_PROBE"),
@@ -47,6 +51,10 @@ print(json.dumps({
     "jpy_parent_pid": os.environ.get("JPY_PARENT_PID"),
     "attention_loaded": "attention" in sys.modules,
     "first_draw": torch.rand(3).tolist(),
+    "mpl_env": os.environ.get("MPLBACKEND"),
+    "mpl_backend": matplotlib.rcParams._get("backend"),  # as read at import
+    "mpl_linewidth": matplotlib.rcParams["lines.linewidth"],  # a matplotlibrc sets it
+    "mpl_hooks": hooks,
 }))
 """
 
@@ -133,6 +141,9 @@ def test_a_forked_kernel_is_what_a_fresh_one_would_be(server, launches, tmp_path
     # environment: it knows the process that manages it.
     assert forked["parent_handle"] == int(forked["jpy_parent_pid"]) == os.getpid()
     assert forked["attention_loaded"] is False  # the package is never preloaded
+    # matplotlib, preloaded, has the backend ipykernel sets, hooked into the shell.
+    assert forked["mpl_env"] == forked["mpl_backend"] == warm_kernels.INLINE_BACKEND
+    assert "flush_figures" in forked["mpl_hooks"]
     # Unseeded draws differ between kernels, as between fresh processes; a
     # fork that kept the server's seed would repeat them.
     again = _probe(tmp_path, env=dict(server.env))
@@ -153,6 +164,17 @@ def test_another_environment_starts_the_kernel_the_ordinary_way(
     (process,) = launches
     assert isinstance(process, subprocess.Popen)
     assert seen["ppid"] == os.getpid()
+
+
+@linux_only
+def test_a_matplotlibrc_where_the_kernel_runs_starts_it_the_ordinary_way(
+    server, launches, tmp_path: Path
+) -> None:
+    (tmp_path / "matplotlibrc").write_text("lines.linewidth: 7\n", encoding="utf-8")
+    seen = _probe(tmp_path, env=dict(server.env))
+    (process,) = launches
+    assert isinstance(process, subprocess.Popen)
+    assert seen["mpl_linewidth"] == 7  # read by the kernel's own import
 
 
 @linux_only
@@ -326,3 +348,12 @@ def test_the_server_starts_after_the_thread_count_is_set_and_before_autodoc2() -
             if event == "builder-inited":
                 priorities[handler.__name__] = call.kwargs.get("priority", 500)  # Sphinx's default
     assert priorities["share_cores"] < priorities["_start"] < priorities["run_autodoc"]
+
+
+def test_settings_matplotlib_would_read_from_another_folder(tmp_path: Path) -> None:
+    reads = warm_kernels._reads_other_settings
+    assert not reads({}, str(tmp_path))
+    assert not reads({"MATPLOTLIBRC": "/etc/matplotlibrc"}, str(tmp_path))  # the same anywhere
+    assert reads({"MATPLOTLIBRC": "conf/matplotlibrc"}, str(tmp_path))  # relative to the kernel
+    (tmp_path / "matplotlibrc").write_text("", encoding="utf-8")
+    assert reads({}, str(tmp_path))

@@ -9,7 +9,8 @@ sixteen times over.
 
 On Linux, the build starts a *warm server* as it begins, while Sphinx still
 analyses the package: a Python process that imports those libraries
-(``PRELOAD``) and waits. Every kernel that starts once the server is ready
+(``PRELOAD``), and matplotlib's pyplot as a kernel would (``PLOTTING``), and
+waits. Every kernel that starts once the server is ready
 (in a cold build, every one) is a fork of it, a copy-on-write clone with the
 modules already in memory, which runs
 ``python -m ipykernel_launcher -f <connection file>`` as a fresh process
@@ -26,13 +27,16 @@ A fork cannot change what a page shows, because:
   server's in every variable except those jupyter_client sets per kernel
   (``PER_KERNEL``), so every setting torch reads (``OMP_NUM_THREADS``,
   ``MKL_CBWR``, ``ATEN_CPU_CAPABILITY``, ...) is the one the kernel would have
-  read itself;
+  read itself; matplotlib, which also reads the backend a kernel sets and
+  the working folder's ``matplotlibrc``, is imported with that backend, and a
+  kernel whose working folder has a ``matplotlibrc`` is not forked;
 - the forked kernel gets the environment, working folder, arguments, output
   streams and a session of its own, like ``subprocess.Popen`` would give it.
 
 Anything else launches the kernel the ordinary way: another platform,
 another kernel command, an output stream captured in a pipe, another
-environment, a server that failed to start, ``ATTENTION_WARM_KERNELS=0``.
+environment, a ``matplotlibrc`` where the kernel runs, a server that failed
+to start, ``ATTENTION_WARM_KERNELS=0``.
 
 The server ends with the build (``build-finished``; it also watches a pipe
 from the build, should the build die first) and removes its socket. The
@@ -63,10 +67,20 @@ from typing import Any
 # files as they are when the page executes). Not ipykernel.kernelapp: its
 # class reads JPY_PARENT_PID at import, so each kernel imports it (5 ms).
 # torch._dynamo: every torch.optim optimizer imports it when it is made (about
-# 0.9 CPU-s), so every chapter that trains a model paid for it again. Not
-# matplotlib: it reads MPLBACKEND, which each kernel sets as it starts, and
-# the working folder's matplotlibrc at import.
+# 0.9 CPU-s), so every chapter that trains a model paid for it again.
 PRELOAD = ("torch", "torch._dynamo", "ipykernel.ipkernel")
+
+# Imported after PRELOAD, as a kernel would import it (0.3 CPU-s; nearly every
+# chapter draws). matplotlib reads two things at import that differ between
+# the server and a kernel: MPLBACKEND, which ipykernel sets to its inline
+# backend as a kernel starts (unless it is set already), and a matplotlibrc
+# file in the working folder. The server imports it with MPLBACKEND set the
+# same way, in its own folder (which has no matplotlibrc), and a kernel whose
+# working folder has one (or whose MATPLOTLIBRC is a relative path) starts the
+# ordinary way. The backend module itself is imported in the kernel, on the
+# first figure, as always: it hooks into the kernel's IPython shell.
+PLOTTING = "matplotlib.pyplot"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # what ipykernel sets
 
 # See setup(): after parallel_read.share_cores (400), before autodoc2 (500).
 START_PRIORITY = 450
@@ -150,6 +164,32 @@ def _run_kernel(request: Mapping[str, Any], streams: Sequence[int]) -> int:
     return 0
 
 
+def _import_as_a_kernel(name: str, folder: str) -> None:
+    """Import ``name`` in ``folder``, with MPLBACKEND as ipykernel sets it in a kernel."""
+    import importlib
+
+    backend, cwd = os.environ.get("MPLBACKEND"), os.getcwd()
+    if not backend:  # the very test ipykernel makes before it sets it
+        os.environ["MPLBACKEND"] = INLINE_BACKEND
+    os.chdir(folder)
+    try:
+        importlib.import_module(name)
+    finally:
+        os.chdir(cwd)
+        if backend is None:
+            del os.environ["MPLBACKEND"]
+        else:
+            os.environ["MPLBACKEND"] = backend
+
+
+def _reads_other_settings(env: Mapping[str, str], cwd: str) -> bool:
+    """Whether matplotlib, imported in a kernel, would read a file the server's did not."""
+    rc = env.get("MATPLOTLIBRC")
+    return os.path.exists(os.path.join(cwd, "matplotlibrc")) or (
+        rc is not None and not os.path.isabs(rc)
+    )
+
+
 def serve(path: str) -> None:
     """Import ``PRELOAD``, then fork a kernel for each request on the socket ``path``.
 
@@ -162,6 +202,7 @@ def serve(path: str) -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    _import_as_a_kernel(PLOTTING, os.path.dirname(path))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
     listener.listen()
@@ -427,13 +468,14 @@ def warm_launch(original: Any) -> Any:
         server = _server
         if server is None or environment_differences(env, server.env):
             return original(cmd, **kwargs)
-        if not server.wait_ready(READY_WAIT_S):
+        cwd = str(kwargs.get("cwd") or os.getcwd())
+        if _reads_other_settings(env, cwd) or not server.wait_ready(READY_WAIT_S):
             return original(cmd, **kwargs)
         env = dict(env)
         if not kwargs.get("independent"):  # what jupyter_client's own launcher adds
             env["JPY_PARENT_PID"] = str(os.getpid())
         try:
-            return server.fork(cmd, env, str(kwargs.get("cwd") or os.getcwd()), streams)  # type: ignore[arg-type]
+            return server.fork(cmd, env, cwd, streams)  # type: ignore[arg-type]
         except OSError:
             return original(cmd, **kwargs)
 
