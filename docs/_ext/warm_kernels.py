@@ -96,8 +96,8 @@ ENVIRONMENT_VARIABLE = "ATTENTION_WARM_KERNELS"
 STOP = b"stop"
 # How long a kernel launch waits for a server that is still importing. The
 # server starts about 2 s before the first kernel (while autodoc2 analyses the
-# package) and imports in about 2.5 s; starting the kernel afresh instead
-# would cost about 1.6 s, and 0.9 s more for a chapter that trains. A server
+# package) and imports in about 3 s; starting the kernel afresh instead would
+# cost about 1.9 s, and 0.9 s more for a chapter that trains. A server
 # that does not listen by then (a machine far slower or busier than usual)
 # lets kernels start the ordinary way.
 READY_WAIT_S = 10.0
