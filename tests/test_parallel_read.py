@@ -187,7 +187,8 @@ def test_pages_are_written_with_one_writer_per_reader(tmp_path, parallel, after)
 def test_what_was_read_is_frozen_out_of_the_collectors_walks(tmp_path):
     import gc
 
-    read = [{"page": i} for i in range(1000)]  # stands for the environment's objects
+    read = [[i] for i in range(1000)]  # stands for the environment's objects
+    assert all(gc.is_tracked(r) for r in read)  # lists are: the collector walks them
     app = _app(tmp_path / "cache", 2)
     try:
         before = gc.get_freeze_count()
