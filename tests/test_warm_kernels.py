@@ -319,7 +319,7 @@ def test_the_server_preloads_no_module_of_the_package() -> None:
         " or m == 'ipykernel.kernelapp'))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, *warm_kernels.PRELOAD],
+        [sys.executable, "-c", code, *warm_kernels.PRELOAD, warm_kernels.PLOTTING],
         capture_output=True,
         text=True,
         check=True,
