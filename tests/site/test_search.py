@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-from playwright.sync_api import expect
+import html
+import re
 
-from tests.site.conftest import new_page
+import pytest
+import snowballstemmer
+from playwright.sync_api import expect
+from snowballstemmer.english_stemmer import EnglishStemmer
+
+from tests.site.conftest import SITE, new_page, site_pages
 
 # A query a reader might type, and the page title of the chapter it should find.
 QUERIES = [
@@ -37,3 +42,18 @@ def test_search_box_finds_the_chapter(browser, site_url, query, page, title):
         assert found.get(page) == title, found
     finally:
         tab.close()
+
+
+def test_the_fast_stemmer_indexes_every_word_as_snowball_does():
+    """The build stems the index's words with PyStemmer's C stemmer
+    (requirements/dev.txt) where installed: it must give every word of the
+    site the stem of the pure-Python Snowball stemmer it replaces."""
+    words = set()
+    for page in site_pages():
+        text = re.sub(r"<[^>]+>", " ", (SITE / page).read_text(encoding="utf-8"))
+        words |= set(re.findall(r"[a-z]+", html.unescape(text).lower()))
+    assert len(words) > 5000, len(words)  # the chapters' whole vocabulary
+    build = snowballstemmer.stemmer("english")  # what Sphinx's English indexer calls
+    reference = EnglishStemmer()  # snowballstemmer's own, in Python
+    differ = [w for w in sorted(words) if build.stemWord(w) != reference.stemWord(w)]
+    assert not differ, differ[:20]
