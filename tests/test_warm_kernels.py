@@ -11,8 +11,10 @@ reproduce is launched the ordinary way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -332,7 +334,9 @@ def test_conf_loads_the_extension() -> None:
     assert 'extensions.append("warm_kernels")' in conf
 
 
-def test_the_server_starts_after_the_thread_count_is_set_and_before_autodoc2() -> None:
+def test_the_server_starts_after_the_thread_count_is_set_and_before_autodoc2(
+    restored_jupyter_client: None,
+) -> None:
     # The server must see the OMP_NUM_THREADS the kernels get (parallel_read),
     # and import torch while sphinx-autodoc2 analyses the package, not after.
     from unittest import mock
@@ -357,3 +361,168 @@ def test_settings_matplotlib_would_read_from_another_folder(tmp_path: Path) -> N
     assert reads({"MATPLOTLIBRC": "conf/matplotlibrc"}, str(tmp_path))  # relative to the kernel
     (tmp_path / "matplotlibrc").write_text("", encoding="utf-8")
     assert reads({}, str(tmp_path))
+
+
+# -- Kernels start and stop without idle waits -----------------------------------------
+
+
+@pytest.fixture
+def restored_jupyter_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a test routes in jupyter_client (setup does) is undone after it."""
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_client.manager import KernelManager
+    from jupyter_client.provisioning import local_provisioner
+
+    monkeypatch.setattr(AsyncKernelClient, "wait_for_ready", AsyncKernelClient.wait_for_ready)
+    monkeypatch.setattr(
+        KernelManager, "_async_finish_shutdown", KernelManager._async_finish_shutdown
+    )
+    monkeypatch.setattr(local_provisioner, "launch_kernel", local_provisioner.launch_kernel)
+    monkeypatch.setattr(warm_kernels, "_ORIGINAL_WAIT_FOR_READY", None)
+    monkeypatch.setattr(warm_kernels, "_ORIGINAL_FINISH_SHUTDOWN", None)
+
+
+class _Channel:
+    """A channel holding some messages; records the timeout of every read."""
+
+    def __init__(self, *messages: dict) -> None:
+        self.messages = list(messages)
+        self.timeouts: list[float | None] = []
+
+    async def get_msg(self, timeout: float | None = None) -> dict:
+        self.timeouts.append(timeout)
+        if not self.messages:
+            raise queue.Empty
+        return self.messages.pop(0)
+
+    async def msg_ready(self) -> bool:
+        return bool(self.messages)
+
+
+def _client(shell: _Channel, iopub: _Channel, alive: bool = True) -> SimpleNamespace:
+    from jupyter_client.manager import KernelManager
+
+    async def is_alive() -> bool:
+        return alive
+
+    client = SimpleNamespace(
+        parent=KernelManager(), shell_channel=shell, iopub_channel=iopub, asked=0, info=[]
+    )
+    client.kernel_info = lambda: setattr(client, "asked", client.asked + 1)
+    client._handle_kernel_info_reply = client.info.append
+    client._async_is_alive = is_alive
+    return client
+
+
+def test_a_ready_kernel_is_not_watched_for_silence() -> None:
+    reply = {"msg_type": "kernel_info_reply", "content": {"status": "ok"}}
+    status = [{"msg_type": "status", "content": {"execution_state": s}} for s in ("busy", "idle")]
+    iopub = _Channel(*status, {"msg_type": "stream"})
+    client = _client(_Channel(reply), iopub)
+    asyncio.run(warm_kernels.prompt_wait_for_ready(client, timeout=60))
+    assert client.asked == 1
+    assert client.info == [reply]
+    # One wait for a first IOPub message (the subscription is live), as
+    # jupyter_client does; then only the messages already there, without
+    # waiting: jupyter_client would wait 0.2 s after each, and after the last.
+    assert iopub.timeouts == [0.2, 0, 0]
+    assert iopub.messages == []
+
+
+def test_a_kernel_asked_again_until_iopub_answers() -> None:
+    reply = {"msg_type": "kernel_info_reply", "content": {}}
+    iopub = _Channel()
+    shell = _Channel(reply, reply)
+    client = _client(shell, iopub)
+
+    async def first_silent_then_one(timeout: float | None = None) -> dict:
+        iopub.timeouts.append(timeout)
+        if len(iopub.timeouts) == 1:
+            raise queue.Empty
+        return {"msg_type": "status"}
+
+    iopub.get_msg = first_silent_then_one  # type: ignore[method-assign]
+    asyncio.run(warm_kernels.prompt_wait_for_ready(client, timeout=60))
+    assert client.asked == 2
+    assert client.info == [reply]
+
+
+def test_a_dead_or_silent_kernel_is_reported() -> None:
+    dead = _client(_Channel(), _Channel(), alive=False)
+    with pytest.raises(RuntimeError, match="died before replying"):
+        asyncio.run(warm_kernels.prompt_wait_for_ready(dead, timeout=60))
+    silent = _client(_Channel(), _Channel())
+    with pytest.raises(RuntimeError, match="didn't respond in 0 seconds"):
+        asyncio.run(warm_kernels.prompt_wait_for_ready(silent, timeout=0))
+
+
+def test_a_client_without_a_manager_waits_as_jupyter_client_does(
+    restored_jupyter_client: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    async def original(client: object, timeout: float | None = None) -> None:
+        calls.append((client, timeout))
+
+    monkeypatch.setattr(warm_kernels, "_ORIGINAL_WAIT_FOR_READY", original)
+    client = SimpleNamespace(parent=None)
+    asyncio.run(warm_kernels.prompt_wait_for_ready(client, timeout=5))
+    assert calls == [(client, 5)]
+
+
+def test_setup_routes_jupyter_client_once(restored_jupyter_client: None) -> None:
+    from unittest import mock
+
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_client.manager import KernelManager
+
+    original = KernelManager._async_finish_shutdown
+    warm_kernels.setup(mock.MagicMock())
+    warm_kernels.setup(mock.MagicMock())  # a second build in the same process
+    assert AsyncKernelClient.wait_for_ready is warm_kernels.prompt_wait_for_ready
+    assert KernelManager._async_finish_shutdown is warm_kernels.prompt_finish_shutdown
+    assert warm_kernels._ORIGINAL_FINISH_SHUTDOWN is original  # not the prompt one
+
+
+def test_a_stopping_kernel_is_polled_often(
+    restored_jupyter_client: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_client.manager import KernelManager
+
+    warm_kernels.start_and_stop_promptly()
+    polls = []
+
+    async def wait(self: object, pollinterval: float = 0.1) -> None:
+        polls.append(pollinterval)
+
+    monkeypatch.setattr(KernelManager, "_async_wait", wait)
+    monkeypatch.setattr(KernelManager, "has_kernel", False)
+    asyncio.run(KernelManager()._async_finish_shutdown(waittime=1))
+    assert polls  # jupyter_client waits once, or twice if the kernel lingers
+    assert set(polls) == {warm_kernels.STOP_POLL_S}
+    assert warm_kernels.STOP_POLL_S < 0.1  # jupyter_client's interval
+
+
+@linux_only
+def test_a_notebook_runs_alike_through_the_prompt_start_and_stop(
+    server, launches, restored_jupyter_client: None
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = ["print('first')", "from IPython.display import display\ndisplay(2); print(3)", "4"]
+
+    def run() -> list[list[dict]]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+        # The server's environment (pytest changes a variable between a
+        # fixture and the test), so that the kernels are forked.
+        NotebookClient(nb, kernel_name="python3", timeout=DEADLINE_S).execute(env=server.env)
+        return [cell.outputs for cell in nb.cells]
+
+    before = run()
+    warm_kernels.start_and_stop_promptly()
+    after = run()
+    assert len(launches) == 2
+    assert all(isinstance(p, warm_kernels.WarmKernel) for p in launches)
+    assert after == before
+    assert before[0] == [{"output_type": "stream", "name": "stdout", "text": "first\n"}]
