@@ -192,7 +192,7 @@ def test_without_a_server_kernels_start_the_ordinary_way(launches, tmp_path: Pat
 def test_the_build_stops_and_reaps_its_server(monkeypatch: pytest.MonkeyPatch) -> None:
     app = SimpleNamespace(config=SimpleNamespace(nb_execution_mode="cache"))
     monkeypatch.delenv(warm_kernels.ENVIRONMENT_VARIABLE, raising=False)
-    warm_kernels._start(app)  # builder-inited
+    warm_kernels._start(app)  # as the extension is set up
     started = warm_kernels._server
     assert started is not None
     _settled(lambda: started.ready or started.process.poll() is not None, "the server's start")
@@ -334,24 +334,35 @@ def test_conf_loads_the_extension() -> None:
     assert 'extensions.append("warm_kernels")' in conf
 
 
-def test_the_server_starts_after_the_thread_count_is_set_and_before_autodoc2(
-    restored_jupyter_client: None,
+def test_the_server_starts_as_it_is_set_up_with_the_kernels_thread_count(
+    restored_jupyter_client: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The server must see the OMP_NUM_THREADS the kernels get (parallel_read),
-    # and import torch while sphinx-autodoc2 analyses the package, not after.
-    from unittest import mock
-
-    from autodoc2.sphinx.extension import setup as autodoc2_setup
-
-    priorities: dict[str, int] = {}
-    for setup in (autodoc2_setup, extension("parallel_read").setup, warm_kernels.setup):
-        app = mock.MagicMock()
-        setup(app)
-        for call in app.connect.call_args_list:
-            event, handler = call.args[:2]
-            if event == "builder-inited":
-                priorities[handler.__name__] = call.kwargs.get("priority", 500)  # Sphinx's default
-    assert priorities["share_cores"] < priorities["_start"] < priorities["run_autodoc"]
+    # It starts before Sphinx sets up the remaining extensions and autodoc2
+    # analyses the package, so that it imports meanwhile; it must see the
+    # OMP_NUM_THREADS the kernels get, which parallel_read sets in its setup.
+    conf = (Path(__file__).resolve().parents[1] / "conf.py").read_text(encoding="utf-8")
+    order = [conf.index(f'"{name}"') for name in ("myst_nb", "parallel_read", "warm_kernels")]
+    assert order == sorted(order)  # Sphinx sets extensions up in this order
+    monkeypatch.setattr(
+        os, "environ", {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    )
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.delenv(warm_kernels.ENVIRONMENT_VARIABLE, raising=False)
+    started: list[dict[str, str]] = []
+    monkeypatch.setattr(warm_kernels, "start_server", lambda env: started.append(dict(env)))
+    connected: list[str] = []
+    app = SimpleNamespace(
+        config=SimpleNamespace(nb_execution_mode="cache"),
+        parallel=2,
+        connect=lambda event, *args, **kwargs: connected.append(event),
+        add_config_value=lambda *args, **kwargs: None,
+    )
+    extension("parallel_read").setup(app)
+    assert started == []
+    warm_kernels.setup(app)
+    assert len(started) == 1
+    assert started[0]["OMP_NUM_THREADS"] == "1"
+    assert "build-finished" in connected  # and it stops with the build
 
 
 def test_settings_matplotlib_would_read_from_another_folder(tmp_path: Path) -> None:
@@ -477,8 +488,10 @@ def test_setup_routes_jupyter_client_once(restored_jupyter_client: None) -> None
     from jupyter_client.manager import KernelManager
 
     original = KernelManager._async_finish_shutdown
-    warm_kernels.setup(mock.MagicMock())
-    warm_kernels.setup(mock.MagicMock())  # a second build in the same process
+    app = mock.MagicMock()
+    app.config.nb_execution_mode = "off"  # no server
+    warm_kernels.setup(app)
+    warm_kernels.setup(app)  # a second build in the same process
     assert AsyncKernelClient.wait_for_ready is warm_kernels.prompt_wait_for_ready
     assert KernelManager._async_finish_shutdown is warm_kernels.prompt_finish_shutdown
     assert warm_kernels._ORIGINAL_FINISH_SHUTDOWN is original  # not the prompt one

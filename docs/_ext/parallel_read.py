@@ -44,11 +44,6 @@ from sphinx.util.parallel import make_chunks
 # Seconds assumed for a notebook that has never executed here.
 DEFAULT_SECONDS = 10.0
 
-# share_cores runs first at builder-inited (Sphinx's default priority is 500):
-# the warm kernel server starts next, at a priority between the two, and must
-# see the thread count the kernels will get.
-SHARE_CORES_PRIORITY = 400
-
 
 def open_execution_cache(folder: str | Path) -> dict[str, float]:
     """Create or open the execution cache's database and read its timings.
@@ -177,13 +172,16 @@ def kernel_threads(nproc: int, cores: int | None) -> int:
 
 
 def share_cores(app: Any) -> None:
-    """Set the kernels' thread count, as the build starts (``builder-inited``).
+    """Set the kernels' thread count, as the extension is set up.
 
     Kernels start in the readers, forked later, and inherit the variable; so
-    does the warm kernel server (docs/_ext/warm_kernels.py), which starts at
-    the same event, after this (``SHARE_CORES_PRIORITY``).
+    does the warm kernel server (docs/_ext/warm_kernels.py), which conf.py
+    sets up after this extension and which starts at once. Sphinx knows
+    ``-j`` before it sets up any extension, and myst-nb, set up first, has
+    registered ``nb_execution_mode`` (read from conf.py or ``-D`` when asked).
     """
-    if app.config.nb_execution_mode == "cache" and app.parallel > 1:
+    mode = getattr(app.config, "nb_execution_mode", None)  # None without myst-nb
+    if mode == "cache" and app.parallel > 1:
         threads = kernel_threads(app.parallel, os.cpu_count())
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
@@ -238,7 +236,7 @@ def setup(app: Any) -> dict[str, bool]:
     """Register the hook that runs in the main process before the readers fork."""
     # A benchmarks/build.py results file whose timings order a fresh build.
     app.add_config_value("parallel_read_timings", "", "", types=frozenset({str}))
-    app.connect("builder-inited", share_cores, priority=SHARE_CORES_PRIORITY)
+    share_cores(app)
     app.connect("env-before-read-docs", _before_reading)
     app.connect("env-updated", write_with_every_core)
     app.connect("env-updated", freeze_what_was_read)

@@ -8,7 +8,7 @@ build starts one kernel per notebook, so it imports the same libraries
 sixteen times over.
 
 On Linux, the build starts a *warm server* as it begins, while Sphinx still
-analyses the package: a Python process that imports those libraries
+sets up and analyses the package: a Python process that imports those libraries
 (``PRELOAD``), and matplotlib's pyplot as a kernel would (``PLOTTING``), and
 waits. Every kernel that starts once the server is ready
 (in a cold build, every one) is a fork of it, a copy-on-write clone with the
@@ -87,9 +87,6 @@ PRELOAD = ("torch", "torch._dynamo", "ipykernel.ipkernel")
 PLOTTING = "matplotlib.pyplot"
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # what ipykernel sets
 
-# See setup(): after parallel_read.share_cores (400), before autodoc2 (500).
-START_PRIORITY = 450
-
 # Variables jupyter_client sets for each kernel; any other difference between
 # a kernel's environment and the server's launches the kernel the ordinary way.
 PER_KERNEL = frozenset(
@@ -100,11 +97,11 @@ ENVIRONMENT_VARIABLE = "ATTENTION_WARM_KERNELS"
 # What the build writes to the server's standard input when it ends.
 STOP = b"stop"
 # How long a kernel launch waits for a server that is still importing. The
-# server starts about 2 s before the first kernel (while autodoc2 analyses the
-# package) and imports in about 3 s; starting the kernel afresh instead would
-# cost about 1.9 s, and 0.9 s more for a chapter that trains. A server
-# that does not listen by then (a machine far slower or busier than usual)
-# lets kernels start the ordinary way.
+# server starts about 3 s before the first kernel (while Sphinx sets up its
+# extensions and autodoc2 analyses the package) and imports in about 3 s;
+# starting the kernel afresh instead would cost about 1.9 s, and 0.9 s more
+# for a chapter that trains. A server that does not listen by then (a
+# machine far slower or busier than usual) lets kernels start the ordinary way.
 READY_WAIT_S = 10.0
 _KERNEL_MODULE = "ipykernel_launcher"
 _REQUEST_LIMIT = 1 << 24
@@ -579,7 +576,8 @@ def enabled(platform: str = sys.platform, environ: Mapping[str, str] = os.enviro
 
 
 def _start(app: Any) -> None:
-    if enabled() and app.config.nb_execution_mode != "off":
+    # "off" without myst-nb: then nothing executes.
+    if enabled() and getattr(app.config, "nb_execution_mode", "off") != "off":
         start_server(os.environ)
 
 
@@ -596,11 +594,12 @@ def setup(app: Any) -> dict[str, bool]:
         if not hasattr(current, "__wrapped__"):
             local_provisioner.launch_kernel = warm_launch(current)
         start_and_stop_promptly()
-    # Started before sphinx-autodoc2 analyses the package (builder-inited,
-    # default priority 500), so that it imports while the analysis runs and is
-    # ready when the first kernel starts; after parallel_read has set the
-    # kernels' thread count (priority 400): it must see the environment they get.
-    app.connect("builder-inited", _start, priority=START_PRIORITY)
+    # Started now, as Sphinx sets up this extension: it imports while Sphinx
+    # sets up the rest (about 0.8 s) and sphinx-autodoc2 analyses the package
+    # (about 2 s), and is ready when the first kernel starts. conf.py sets up
+    # parallel_read before, which has set the kernels' thread count: the
+    # server must see the environment they get.
+    _start(app)
     app.connect("build-finished", _stop)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
