@@ -34,10 +34,13 @@ as ``make test`` runs them, with their own build folder and cache:
 10. fp cold: every chapter executes under the settings of ``--fp-settings``;
 11. fp no change: nothing edited; executes nothing.
 
-For each build it records the wall time, the CPU time of the build and the
-kernels it started, the pages Sphinx read again and the notebooks that
-executed (MyST-NB's "Executing notebook" log lines) with their execution
-seconds, and the ratios to the cold build. It prints a table and the targets, writes
+Before the builds and after them it times a fixed piece of work on one
+thread (``REFERENCE``, torch alone): the machine's speed in this run, by
+which runs at different times compare. For each build it records the wall
+time, the CPU time of the build and the kernels it started, the pages
+Sphinx read again and the notebooks that executed (MyST-NB's "Executing
+notebook" log lines) with their execution seconds, and the ratios to the
+cold build. It prints a table and the targets, writes
 ``benchmarks/results/build.json`` and exits with status 1 if a target fails:
 
 - a no-change rebuild takes at most 10 % of a cold build's wall time;
@@ -95,6 +98,40 @@ _EXECUTED = re.compile(
 _UPDATING = re.compile(r"updating environment: (?:.*\n)*?.*?(\d+) added, (\d+) changed")
 
 
+# The machine's speed during a run: a fixed piece of the kind of work the
+# chapters do (a small model's training steps, on one thread), in a fresh
+# interpreter, timed before the builds and after them. It uses torch alone,
+# so that runs of different versions of the book compare by it: on this
+# project's machine the same cold build has taken 66 s at one hour and 92 s
+# at another, and only the build's share of the reference says whether a
+# change made it faster.
+REFERENCE_STEPS = 400
+REFERENCE = """
+import sys, time, torch
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 64))
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+x = torch.randn(32, 64, 64)
+start = time.perf_counter()
+for _ in range(int(sys.argv[1])):
+    loss = model(x).square().mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+print(time.perf_counter() - start)
+"""
+
+
+def reference_seconds(steps: int = REFERENCE_STEPS, python: str = sys.executable) -> float:
+    """Wall seconds of the reference work (:data:`REFERENCE`) on one thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [python, "-c", REFERENCE, str(steps)], env=env, capture_output=True, text=True, check=True
+    )
+    return float(done.stdout)
+
+
 @dataclass
 class Step:
     """One timed build."""
@@ -133,6 +170,8 @@ class Report:
     targets: list[Target] = field(default_factory=list)
     # After the cold build: each package file -> the notebooks that loaded it.
     loaded_by: dict[str, list[str]] = field(default_factory=dict)
+    # Seconds of the reference work (REFERENCE) before the builds and after.
+    reference_s: list[float] = field(default_factory=list)
 
 
 def executed_notebooks(log: str, docs: Path) -> dict[str, float]:
@@ -511,6 +550,16 @@ def table(steps: Sequence[Step]) -> str:
     return "\n".join(rows)
 
 
+def reference_line(report: Report) -> str:
+    """The machine's speed in this run, and the cold build in units of it."""
+    before, after = report.reference_s
+    cold = report.steps[0].wall_s / ((before + after) / 2)
+    return (
+        f"reference work ({REFERENCE_STEPS} small training steps, one thread): {before:.2f} s "
+        f"before the builds, {after:.2f} s after; the cold build took {cold:.1f} times it"
+    )
+
+
 def chapter_table(steps: Sequence[Step]) -> str:
     """Each notebook's execution seconds in the builds that executed every notebook.
 
@@ -584,6 +633,7 @@ def run(
             (name, f"{what}, {on}", lambda: None, fp_command, fp_settings or {}, "_build/fp")
             for name, what in (("fp cold", "nothing: empty cache"), ("fp no change", "nothing"))
         ]
+    report.reference_s.append(reference_seconds())
     for name, what, edit, cmd, settings, build_dir in builds:
         edit()
         log(f"{name} build ({what}) ...", flush=True)
@@ -592,6 +642,7 @@ def run(
         report.steps.append(step)
         if name == "cold":
             report.loaded_by = loaded_modules(project)
+    report.reference_s.append(reference_seconds())
     cold = report.steps[0]
     for step in report.steps:
         step.wall_ratio = step.wall_s / cold.wall_s
@@ -654,6 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nexecution seconds of each notebook in the cold builds:")
     print(chapter_table(report.steps))
     print(f"\n{report.machine['cpus']} CPUs, {report.date}; load = 1-minute load average")
+    print(reference_line(report))
     print("\ntargets:")
     for target in report.targets:
         print(f"  [{'ok' if target.holds else 'FAILED'}] {target.name}: {target.detail}")

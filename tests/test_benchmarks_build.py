@@ -16,7 +16,9 @@ import pytest
 from benchmarks.build import (
     CHAPTER,
     MODULE_EDITS,
+    REFERENCE,
     RESULTS_CHAPTER,
+    Report,
     Step,
     chapter_table,
     check_targets,
@@ -28,6 +30,8 @@ from benchmarks.build import (
     imported_by_name,
     module_targets,
     pages_outdated,
+    reference_line,
+    reference_seconds,
 )
 
 DOCS = Path("/tmp/book/docs")
@@ -247,3 +251,17 @@ def test_the_chapter_table_shows_each_notebooks_seconds_in_each_cold_build():
     assert rows[2].split() == ["5.0", "6.0", "02-b"]  # slowest first
     assert rows[3].split() == ["2.0", "-", "01-a"]  # not executed by the fp build
     assert rows[4].split() == ["7.0", "6.0", "sum"]
+
+
+def test_the_reference_work_runs_torch_alone_in_a_fresh_interpreter():
+    assert "attention" not in REFERENCE  # the same work for every version of the book
+    seconds = reference_seconds(steps=3)
+    assert 0 < seconds < 600
+
+
+def test_the_cold_build_is_reported_in_units_of_the_reference():
+    report = Report("", {}, [], CHAPTER, [], steps=[_step("cold", 63.0, [])])
+    report.reference_s = [2.0, 2.2]
+    line = reference_line(report)
+    assert "2.00 s before the builds, 2.20 s after" in line
+    assert line.endswith("the cold build took 30.0 times it")
