@@ -8,11 +8,11 @@ build starts one kernel per notebook, so it imports the same libraries
 sixteen times over.
 
 On Linux, the build starts a *warm server* as it begins, while Sphinx still
-sets up and analyses the package: a Python process that imports those libraries
-(``PRELOAD``), and matplotlib's pyplot as a kernel would (``PLOTTING``), and
-waits. Every kernel that starts once the server is ready
-(in a cold build, every one) is a fork of it, a copy-on-write clone with the
-modules already in memory, which runs
+sets up its extensions and analyses the package: a Python process that
+imports those libraries (``PRELOAD``), and matplotlib's pyplot as a kernel
+would (``PLOTTING``), and waits. Every kernel that starts once the server is
+ready (in a cold build, every one) is a fork of it, a copy-on-write clone
+with the modules already in memory, which runs
 ``python -m ipykernel_launcher -f <connection file>`` as a fresh process
 would. The reader processes Sphinx forks all ask the same server.
 
