@@ -8,6 +8,7 @@ the reader.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
 
@@ -183,6 +184,17 @@ def padding_mask(name: str, mask: object, batch: int, tokens: int, device: torch
     if m.device != device:
         raise ValueError(f"{name} must be on device {device}, got {m.device}")
     return m
+
+
+def viz_extra(function: str) -> None:
+    """Raise ``ModuleNotFoundError`` naming the ``viz`` extra when matplotlib is missing."""
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError as error:
+        raise ModuleNotFoundError(
+            f"{function} draws with matplotlib, which is not installed: "
+            'pip install "attention-from-scratch[viz]"'
+        ) from error
 
 
 def compiling() -> bool:

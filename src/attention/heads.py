@@ -266,6 +266,7 @@ def head_grid_figure(
     Returns:
         A ``matplotlib.figure.Figure``.
     """
+    _checks.viz_extra("head_grid_figure")
     from matplotlib.figure import Figure
 
     heads = head_patterns(

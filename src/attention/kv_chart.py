@@ -397,6 +397,7 @@ def kv_budget_figure(
         A ``matplotlib.figure.Figure``: one line per model and variant, bytes
         (ticks in GiB) against tokens, both on log scales.
     """
+    _checks.viz_extra("kv_budget_figure")
     from matplotlib.figure import Figure
 
     known = [key for key, _ in VARIANTS]

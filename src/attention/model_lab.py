@@ -24,10 +24,10 @@ from __future__ import annotations
 import base64
 import html
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -105,7 +105,7 @@ def export_weights(model: AttentionOnlyTransformer) -> dict[str, Any]:
     tensors = {}
     for name, t in _named_tensors(m).items():
         values = t.detach().to("cpu", torch.float32).contiguous()
-        raw = values.numpy().astype("<f4").tobytes()  # little-endian on every machine
+        raw = struct.pack(f"<{values.numel()}f", *values.flatten().tolist())  # little-endian
         tensors[name] = {"shape": list(values.shape), "data": base64.b64encode(raw).decode()}
     config = {f: getattr(m.config, f) for f in _CONFIG_FIELDS}
     return {"format": FORMAT, "config": config, "tensors": tensors}
@@ -147,7 +147,7 @@ def import_weights(data: Mapping[str, Any]) -> AttentionOnlyTransformer:
                     f"data['tensors'][{name!r}] must hold shape {list(target.shape)} "
                     f"({4 * target.numel()} bytes), got shape {entry['shape']} and {len(raw)} bytes"
                 )
-            values = torch.from_numpy(np.frombuffer(raw, dtype="<f4").astype(np.float32))
+            values = torch.tensor(struct.unpack(f"<{target.numel()}f", raw), dtype=torch.float32)
             target.copy_(values.reshape(target.shape))
     return model
 

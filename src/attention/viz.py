@@ -65,6 +65,7 @@ def heatmap(
         >>> len(fig.axes)  # the heatmap and its colour bar
         2
     """
+    _checks.viz_extra("heatmap")
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
