@@ -80,6 +80,10 @@ def test_a_correct_mask_passes_every_check() -> None:
     assert str(report).endswith("All 3 checks passed.")
 
 
+def test_a_report_of_one_check_says_so_in_the_singular() -> None:
+    assert str(Report("shape", ["the shape"])) == "✓ the shape\nThe check passed."
+
+
 # --- causal attention ----------------------------------------------------------
 
 

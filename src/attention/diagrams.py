@@ -387,10 +387,10 @@ def qkv_flow(*, d_out: int = 2, seed: int = 123) -> Diagram:
     c.text((sx + n * cell + wx) / 2, mid - 22, "softmax", size=_SMALL)
     c.text((sx + n * cell + wx) / 2, mid - 8, f"(÷ √{t.keys.shape[-1]})", size=_SMALL)
     _grid(c, wx, mid - xh / 2, n, n, _PURPLE)
-    c.text(wx + n * cell / 2, mid - xh / 2 - 8, "A", bold=True)
+    c.text(wx + n * cell / 2, mid - xh / 2 - 8, "α", bold=True)
     c.text(wx + n * cell / 2, mid + xh / 2 + 16, _shape(t.weights), size=_SMALL)
     c.text(wx + n * cell / 2, mid + xh / 2 + 30, "weights", size=_SMALL, italic=True)
-    # Context = A V.
+    # Context = α V.
     zx = wx + n * cell + 52
     c.line([(wx + n * cell + 4, mid), (zx - 4, mid)])
     c.text((wx + n * cell + zx) / 2, mid - 8, "· V", size=_SMALL)
@@ -411,7 +411,7 @@ def qkv_flow(*, d_out: int = 2, seed: int = 123) -> Diagram:
         f"keys K and values V, each {_shape(t.queries)}. Q times K transposed gives the scores, "
         f"{_shape(t.scores)}: one row per query, one column per key. Each row is divided by the "
         f"square root of {t.keys.shape[-1]} and put through a softmax, giving the attention "
-        f"weights A, {_shape(t.weights)}, whose rows sum to one. A times V gives the context "
+        f"weights α, {_shape(t.weights)}, whose rows sum to one. α times V gives the context "
         f"vectors Z, {_shape(t.context)}: one blend of the values per token."
     )
     return c.render("qkv-flow", title, description)

@@ -95,7 +95,9 @@ class Report:
 
     def __str__(self) -> str:
         lines = [f"✓ {p}" for p in self.passed]
-        return "\n".join([*lines, f"All {len(self.passed)} checks passed."])
+        n = len(self.passed)
+        summary = "The check passed." if n == 1 else f"All {n} checks passed."
+        return "\n".join([*lines, summary])
 
     __repr__ = __str__  # a notebook shows the list, not the dataclass
 

@@ -166,8 +166,9 @@ def _forward_tiles(
 
     Three shortcuts change no result. The exponentials are powers of 2:
     ``exp(x) = 2 ** (x log2(e))``, so ``log2(e)`` joins the ``1 / sqrt(D)``
-    scale of the queries and ``exp2`` (on the x86 CPUs measured, 1.3 to 1.9
-    times as fast as ``exp``) does the rest; the log-sum-exp comes out in base 2 as well. No
+    scale of the queries and ``exp2`` does the rest (faster than ``exp`` on
+    some CPUs, slower on others: chapter 13 times both on the machine that
+    builds it); the log-sum-exp comes out in base 2 as well. No
     autograd runs here, so each tile of scores turns into its exponentials in
     place. And every tile is written into the same scratch buffer, allocated
     once, and the causal mask of a diagonal tile is built once per distinct

@@ -155,8 +155,8 @@ class Widget:
             f'<div class="attn-widget" data-attn-kind="{self.kind}" role="group" '
             f'aria-label="{html.escape(self.label)}">'
             f'<script type="application/json" class="attn-data">{payload}</script>'
-            '<noscript><p class="attn-noscript">This interactive figure needs JavaScript; '
-            "the static figure beside it shows the same numbers.</p></noscript>"
+            '<noscript><p class="attn-noscript">'
+            "This interactive part of the page needs JavaScript.</p></noscript>"
             f"{portable_part}</div>"
         )
 

@@ -233,7 +233,7 @@ def test_without_javascript_the_static_figures_remain(browser, site_url):
         notes = page.locator(".attn-widget .attn-noscript")
         assert notes.count() == page.locator(".attn-widget").count() == 4
         assert notes.first.is_visible()
-        assert "static figure" in notes.first.inner_text()
+        assert notes.first.inner_text() == "This interactive part of the page needs JavaScript."
         static = page.locator("img[src*='_images/']")
         assert static.count() >= 1
         assert static.first.evaluate("img => img.complete && img.naturalWidth > 0")
