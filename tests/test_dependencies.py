@@ -40,7 +40,7 @@ torch.manual_seed(0)
 model = AttentionOnlyTransformer(InductionConfig(vocab_size=8, context_length=6))
 again = import_weights(export_weights(model))
 pairs = zip(model.state_dict().values(), again.state_dict().values())
-same = all(torch.equal(a, b) for a, b in pairs)
+same = all(torch.equal(a, b) for a, b in pairs)  # exact: float32 bytes copied back
 print("same" if same else "different")
 """
 
@@ -88,7 +88,7 @@ def test_every_module_imports_without_numpy_or_matplotlib():
 
 
 def test_the_model_lab_export_round_trips_without_numpy():
-    assert _run(_MODEL_LAB_ROUND_TRIP) == "same"  # exact: float32 bytes copied back
+    assert _run(_MODEL_LAB_ROUND_TRIP) == "same"
 
 
 def test_drawing_without_matplotlib_names_the_viz_extra():
